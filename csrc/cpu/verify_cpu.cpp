@@ -1,0 +1,123 @@
+// CPU kernels of the verification ops: one task per request (ATen parallel_for), each running
+// the shared per-request algorithm (core/verify_row.h) with the vectorised row passes of
+// cpu/row_passes.h. Rows after a rejection are never read; nothing of size B*K*V is allocated.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../core/verify_row.h"
+#include "../verify_args.h"
+#include "row_passes.h"
+
+namespace dspark {
+namespace cpu {
+namespace {
+
+template <typename scalar_t>
+struct CpuRowExec {
+  const VerifyProblem<scalar_t>& pb;
+  int64_t b;
+
+  int64_t vocab() const { return pb.vocab; }
+  int64_t draft_token(int64_t k) const { return pb.draft_token(b, k); }
+  float target_logit(int64_t k, int64_t v) const { return to_float(pb.target_row(b, k)[v]); }
+  float draft_logit(int64_t k, int64_t v) const { return to_float(pb.draft_row(b, k)[v]); }
+  bool has_draft_logits() const { return pb.draft != nullptr; }
+  const scalar_t* draft_row_or_null(int64_t k) const {
+    return pb.draft != nullptr ? pb.draft_row(b, k) : nullptr;
+  }
+
+  float target_lse(int64_t k, float inv_t) { return row_lse(pb.target_row(b, k), pb.vocab, inv_t); }
+  float draft_lse(int64_t k, float inv_t) { return row_lse(pb.draft_row(b, k), pb.vocab, inv_t); }
+  float residual_mass(int64_t k, float inv_t, float w, float lse_t, float lse_d, int64_t onehot) {
+    return row_residual_mass(pb.target_row(b, k), draft_row_or_null(k), pb.vocab, inv_t, w,
+                             lse_t, lse_d, onehot);
+  }
+  int64_t sample_residual(int64_t k, float inv_t, float w, float lse_t, float lse_d,
+                          int64_t onehot, RngStream rng) {
+    return row_sample_residual(pb.target_row(b, k), draft_row_or_null(k), pb.vocab, inv_t, w,
+                               lse_t, lse_d, onehot, rng);
+  }
+  int64_t sample_target(int64_t k, float inv_t, RngStream rng) {
+    return row_sample(pb.target_row(b, k), pb.vocab, inv_t, rng);
+  }
+  int64_t argmax_target(int64_t k) { return row_argmax(pb.target_row(b, k), pb.vocab); }
+
+  void emit(int64_t j, int64_t token) { pb.out_tokens[b * (pb.max_draft + 1) + j] = token; }
+  void flag(int64_t k, int8_t f) { pb.accept_flags[pb.flag_index(b, k)] = f; }
+  void finish(int64_t accepted, int64_t emitted) {
+    pb.accepted[b] = accepted;
+    pb.num_emitted[b] = emitted;
+  }
+};
+
+template <typename scalar_t>
+void run_verify(VerifyArgs& args) {
+  const VerifyProblem<scalar_t> pb = make_problem<scalar_t>(args);
+  // One request per task: a request reads up to 2(K+1) vocabulary rows, far above the
+  // grain at which threading pays.
+  at::parallel_for(0, pb.batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      CpuRowExec<scalar_t> ex{pb, b};
+      RowParams rp;
+      rp.num_draft = pb.row_num_draft(b);  // validated by make_*_args
+      rp.temperature = pb.row_temperature(b);
+      rp.seed = pb.seed ? pb.seed[b] : 0;
+      rp.offset = pb.offset ? pb.offset[b] : 0;
+      verify_row(ex, rp, pb.block_method);
+    }
+  });
+}
+
+VerifyOutputs dispatch(VerifyArgs args) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, args.target.scalar_type(),
+                                  "dspark_verify_cpu", [&] { run_verify<scalar_t>(args); });
+  return args.outputs();
+}
+
+VerifyOutputs verify_greedy_cpu(const at::Tensor& target_logits, const at::Tensor& draft_tokens,
+                                const std::optional<at::Tensor>& num_draft) {
+  return dispatch(make_padded_args("verify_greedy", target_logits, draft_tokens, std::nullopt,
+                                   num_draft, std::nullopt, std::nullopt, std::nullopt, false));
+}
+
+VerifyOutputs verify_greedy_ragged_cpu(const at::Tensor& target_logits,
+                                       const at::Tensor& draft_tokens,
+                                       const at::Tensor& cu_num_draft, int64_t max_num_draft) {
+  return dispatch(make_ragged_args("verify_greedy_ragged", target_logits, draft_tokens,
+                                   std::nullopt, cu_num_draft, max_num_draft, std::nullopt,
+                                   std::nullopt, std::nullopt, false));
+}
+
+VerifyOutputs rejection_sample_cpu(const at::Tensor& target_logits,
+                                   const at::Tensor& draft_tokens,
+                                   const std::optional<at::Tensor>& draft_logits,
+                                   const at::Tensor& temperature, const at::Tensor& seed,
+                                   const at::Tensor& offset,
+                                   const std::optional<at::Tensor>& num_draft, bool block) {
+  return dispatch(make_padded_args("rejection_sample", target_logits, draft_tokens, draft_logits,
+                                   num_draft, temperature, seed, offset, block));
+}
+
+VerifyOutputs rejection_sample_ragged_cpu(const at::Tensor& target_logits,
+                                          const at::Tensor& draft_tokens,
+                                          const std::optional<at::Tensor>& draft_logits,
+                                          const at::Tensor& cu_num_draft, int64_t max_num_draft,
+                                          const at::Tensor& temperature, const at::Tensor& seed,
+                                          const at::Tensor& offset, bool block) {
+  return dispatch(make_ragged_args("rejection_sample_ragged", target_logits, draft_tokens,
+                                   draft_logits, cu_num_draft, max_num_draft, temperature, seed,
+                                   offset, block));
+}
+
+}  // namespace
+}  // namespace cpu
+
+TORCH_LIBRARY_IMPL(dspark, CPU, m) {
+  m.impl("verify_greedy", &cpu::verify_greedy_cpu);
+  m.impl("verify_greedy_ragged", &cpu::verify_greedy_ragged_cpu);
+  m.impl("rejection_sample", &cpu::rejection_sample_cpu);
+  m.impl("rejection_sample_ragged", &cpu::rejection_sample_ragged_cpu);
+}
+
+}  // namespace dspark

@@ -1,0 +1,23 @@
+// Schemas of every dspark op. Backend kernels register themselves with TORCH_LIBRARY_IMPL in
+// cpu/ and cuda/; fake (meta) kernels for torch.compile live in dspark_ext/_fake.py.
+#include <torch/library.h>
+
+TORCH_LIBRARY(dspark, m) {
+  // Outputs of the verification ops: (accepted[B], out_tokens[B, K+1] (-1 padded),
+  // num_emitted[B], accept_flags int8 [B, K] padded / [T] ragged: 1 accepted, 0 rejected,
+  // -1 not tested).
+  m.def(
+      "verify_greedy(Tensor target_logits, Tensor draft_tokens, Tensor? num_draft) -> "
+      "(Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "verify_greedy_ragged(Tensor target_logits, Tensor draft_tokens, Tensor cu_num_draft, "
+      "int max_num_draft) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "rejection_sample(Tensor target_logits, Tensor draft_tokens, Tensor? draft_logits, "
+      "Tensor temperature, Tensor seed, Tensor offset, Tensor? num_draft, bool block) -> "
+      "(Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "rejection_sample_ragged(Tensor target_logits, Tensor draft_tokens, Tensor? draft_logits, "
+      "Tensor cu_num_draft, int max_num_draft, Tensor temperature, Tensor seed, Tensor offset, "
+      "bool block) -> (Tensor, Tensor, Tensor, Tensor)");
+}

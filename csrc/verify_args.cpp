@@ -1,0 +1,245 @@
+// Argument checks for the verification ops (see verify_args.h for the CPU/CUDA split).
+#include "verify_args.h"
+
+#include <cmath>
+#include <limits>
+
+#include <c10/util/Exception.h>
+
+namespace dspark {
+namespace {
+
+constexpr int64_t kMaxVocab = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxPositions = (int64_t{1} << 24) - 1;  // RNG counter field (core/philox.h)
+
+void check_logits_dtype(const char* op, const char* name, const at::Tensor& t) {
+  const auto st = t.scalar_type();
+  TORCH_CHECK(st == at::kFloat || st == at::kBFloat16 || st == at::kHalf, op, ": ", name,
+              " must be float32, bfloat16 or float16, got ", st);
+  TORCH_CHECK(t.device().is_cpu() || t.device().is_cuda(), op, ": ", name,
+              " must be a CPU or CUDA tensor, got ", t.device());
+}
+
+void check_same_device(const char* op, const char* name, const at::Tensor& t,
+                       const at::Tensor& ref) {
+  TORCH_CHECK(t.device() == ref.device(), op, ": ", name, " is on ", t.device(),
+              " but target_logits is on ", ref.device());
+}
+
+void check_dense_last_dim(const char* op, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(t.size(-1) <= 1 || t.stride(-1) == 1, op, ": ", name,
+              " must be contiguous in its last (vocabulary) dimension, got stride ",
+              t.stride(-1), " (call .contiguous())");
+}
+
+at::Tensor checked_vector(const char* op, const char* name, const at::Tensor& t,
+                          at::ScalarType dtype, int64_t length, const at::Tensor& ref) {
+  TORCH_CHECK(t.dim() == 1, op, ": ", name, " must be 1-D [", length, "], got shape ",
+              t.sizes());
+  TORCH_CHECK(t.size(0) == length, op, ": ", name, " must have ", length,
+              " elements, got ", t.size(0));
+  TORCH_CHECK(t.scalar_type() == dtype, op, ": ", name, " must be ", dtype, ", got ",
+              t.scalar_type());
+  check_same_device(op, name, t, ref);
+  return t.contiguous();
+}
+
+void check_sampling(const char* op, VerifyArgs& a, const std::optional<at::Tensor>& temperature,
+                    const std::optional<at::Tensor>& seed,
+                    const std::optional<at::Tensor>& offset) {
+  if (!temperature.has_value()) return;  // greedy op
+  TORCH_CHECK(seed.has_value() && offset.has_value(), op,
+              ": seed and offset are required with temperature");
+  a.temperature = checked_vector(op, "temperature", *temperature, at::kFloat, a.batch, a.target);
+  a.seed = checked_vector(op, "seed", *seed, at::kLong, a.batch, a.target);
+  a.offset = checked_vector(op, "offset", *offset, at::kLong, a.batch, a.target);
+  if (a.target.device().is_cpu()) {
+    const float* t = a.temperature->const_data_ptr<float>();
+    for (int64_t b = 0; b < a.batch; ++b) {
+      TORCH_CHECK(t[b] >= 0.0f && std::isfinite(t[b]), op, ": temperature[", b,
+                  "] must be finite and >= 0 (0 = greedy), got ", t[b]);
+    }
+  }
+}
+
+void check_vocab(const char* op, int64_t vocab) {
+  TORCH_CHECK(vocab >= 1, op, ": the vocabulary dimension of target_logits must be >= 1");
+  TORCH_CHECK(vocab <= kMaxVocab, op, ": vocabulary size ", vocab, " exceeds ", kMaxVocab);
+}
+
+// Draft ids of verified positions must lie in [0, V); later positions are never read.
+void check_draft_values_cpu(const char* op, const VerifyArgs& a,
+                            const VerifyProblem<float>& view) {
+  for (int64_t b = 0; b < a.batch; ++b) {
+    const int64_t l = view.row_num_draft(b);
+    for (int64_t k = 0; k < l; ++k) {
+      const int64_t x = view.draft_token(b, k);
+      TORCH_CHECK(x >= 0 && x < a.vocab, op, ": draft_tokens of request ", b, " position ", k,
+                  " is ", x, ", outside [0, ", a.vocab, ") (only positions at or beyond "
+                  "num_draft may hold a -1 placeholder)");
+    }
+  }
+}
+
+// Index-only view used by the CPU value checks.
+VerifyProblem<float> index_view(const VerifyArgs& a) {
+  VerifyProblem<float> p;
+  p.draft_tokens = a.draft_tokens.const_data_ptr<int64_t>();
+  p.num_draft = a.num_draft ? a.num_draft->const_data_ptr<int64_t>() : nullptr;
+  p.cu_num_draft = a.cu_num_draft ? a.cu_num_draft->const_data_ptr<int64_t>() : nullptr;
+  p.batch = a.batch;
+  p.max_draft = a.max_draft;
+  p.num_tokens = a.num_tokens;
+  if (a.cu_num_draft) {
+    p.tokens_sk = a.draft_tokens.stride(0);
+  } else {
+    p.tokens_sb = a.draft_tokens.stride(0);
+    p.tokens_sk = a.draft_tokens.stride(1);
+  }
+  return p;
+}
+
+void allocate_outputs(VerifyArgs& a, int64_t flag_count, bool ragged) {
+  const auto opts = a.target.options().dtype(at::kLong);
+  a.accepted = at::empty({a.batch}, opts);
+  a.num_emitted = at::empty({a.batch}, opts);
+  a.out_tokens = at::full({a.batch, a.max_draft + 1}, -1, opts);
+  a.accept_flags = ragged ? at::full({flag_count}, -1, opts.dtype(at::kChar))
+                          : at::full({a.batch, a.max_draft}, -1, opts.dtype(at::kChar));
+}
+
+}  // namespace
+
+VerifyArgs make_padded_args(const char* op, const at::Tensor& target_logits,
+                            const at::Tensor& draft_tokens,
+                            const std::optional<at::Tensor>& draft_logits,
+                            const std::optional<at::Tensor>& num_draft,
+                            const std::optional<at::Tensor>& temperature,
+                            const std::optional<at::Tensor>& seed,
+                            const std::optional<at::Tensor>& offset, bool block_method) {
+  VerifyArgs a;
+  check_logits_dtype(op, "target_logits", target_logits);
+  TORCH_CHECK(target_logits.dim() == 3, op, ": target_logits must be 3-D [B, K+1, V], got shape ",
+              target_logits.sizes());
+  TORCH_CHECK(target_logits.size(1) >= 1, op,
+              ": target_logits must have K+1 >= 1 rows per request, got shape ",
+              target_logits.sizes());
+  a.target = target_logits;
+  a.batch = target_logits.size(0);
+  a.max_draft = target_logits.size(1) - 1;
+  a.vocab = target_logits.size(2);
+  check_vocab(op, a.vocab);
+  TORCH_CHECK(a.max_draft <= kMaxPositions, op, ": K = ", a.max_draft, " exceeds ", kMaxPositions);
+  check_dense_last_dim(op, "target_logits", target_logits);
+
+  TORCH_CHECK(draft_tokens.dim() == 2, op, ": draft_tokens must be 2-D [B, K], got shape ",
+              draft_tokens.sizes());
+  TORCH_CHECK(draft_tokens.size(0) == a.batch && draft_tokens.size(1) == a.max_draft, op,
+              ": draft_tokens must be [B, K] = [", a.batch, ", ", a.max_draft,
+              "] to match target_logits ", target_logits.sizes(), ", got ", draft_tokens.sizes());
+  TORCH_CHECK(draft_tokens.scalar_type() == at::kLong, op, ": draft_tokens must be int64, got ",
+              draft_tokens.scalar_type());
+  check_same_device(op, "draft_tokens", draft_tokens, target_logits);
+  a.draft_tokens = draft_tokens;
+
+  if (draft_logits.has_value()) {
+    const at::Tensor& d = *draft_logits;
+    TORCH_CHECK(d.dim() == 3 && d.size(0) == a.batch && d.size(1) == a.max_draft &&
+                    d.size(2) == a.vocab,
+                op, ": draft_logits must be [B, K, V] = [", a.batch, ", ", a.max_draft, ", ",
+                a.vocab, "], got shape ", d.sizes());
+    TORCH_CHECK(d.scalar_type() == target_logits.scalar_type(), op,
+                ": draft_logits must have the dtype of target_logits (",
+                target_logits.scalar_type(), "), got ", d.scalar_type());
+    check_same_device(op, "draft_logits", d, target_logits);
+    check_dense_last_dim(op, "draft_logits", d);
+    a.draft = d;
+  }
+  if (num_draft.has_value()) {
+    a.num_draft = checked_vector(op, "num_draft", *num_draft, at::kLong, a.batch, target_logits);
+    if (target_logits.device().is_cpu()) {
+      const int64_t* l = a.num_draft->const_data_ptr<int64_t>();
+      for (int64_t b = 0; b < a.batch; ++b) {
+        TORCH_CHECK(l[b] >= 0 && l[b] <= a.max_draft, op, ": num_draft[", b, "] = ", l[b],
+                    " must lie in [0, K] = [0, ", a.max_draft, "]");
+      }
+    }
+  }
+  check_sampling(op, a, temperature, seed, offset);
+  a.block_method = block_method;
+  if (target_logits.device().is_cpu()) check_draft_values_cpu(op, a, index_view(a));
+  allocate_outputs(a, 0, /*ragged=*/false);
+  return a;
+}
+
+VerifyArgs make_ragged_args(const char* op, const at::Tensor& target_logits,
+                            const at::Tensor& draft_tokens,
+                            const std::optional<at::Tensor>& draft_logits,
+                            const at::Tensor& cu_num_draft, int64_t max_num_draft,
+                            const std::optional<at::Tensor>& temperature,
+                            const std::optional<at::Tensor>& seed,
+                            const std::optional<at::Tensor>& offset, bool block_method) {
+  VerifyArgs a;
+  check_logits_dtype(op, "target_logits", target_logits);
+  TORCH_CHECK(target_logits.dim() == 2, op,
+              ": target_logits must be 2-D [T + B, V] in the ragged layout, got shape ",
+              target_logits.sizes());
+  TORCH_CHECK(cu_num_draft.dim() == 1 && cu_num_draft.size(0) >= 1, op,
+              ": cu_num_draft must be 1-D [B + 1] with B >= 0, got shape ", cu_num_draft.sizes());
+  TORCH_CHECK(cu_num_draft.scalar_type() == at::kLong, op, ": cu_num_draft must be int64, got ",
+              cu_num_draft.scalar_type());
+  check_same_device(op, "cu_num_draft", cu_num_draft, target_logits);
+  TORCH_CHECK(max_num_draft >= 0 && max_num_draft <= kMaxPositions, op,
+              ": max_num_draft must lie in [0, ", kMaxPositions, "], got ", max_num_draft);
+  a.target = target_logits;
+  a.batch = cu_num_draft.size(0) - 1;
+  a.max_draft = max_num_draft;
+  a.vocab = target_logits.size(1);
+  check_vocab(op, a.vocab);
+  check_dense_last_dim(op, "target_logits", target_logits);
+
+  TORCH_CHECK(draft_tokens.dim() == 1, op, ": draft_tokens must be 1-D [T] in the ragged layout, "
+              "got shape ", draft_tokens.sizes());
+  TORCH_CHECK(draft_tokens.scalar_type() == at::kLong, op, ": draft_tokens must be int64, got ",
+              draft_tokens.scalar_type());
+  check_same_device(op, "draft_tokens", draft_tokens, target_logits);
+  a.draft_tokens = draft_tokens;
+  a.num_tokens = draft_tokens.size(0);
+  TORCH_CHECK(target_logits.size(0) == a.num_tokens + a.batch, op,
+              ": target_logits must have T + B = ", a.num_tokens, " + ", a.batch, " = ",
+              a.num_tokens + a.batch, " rows (each request's drafts plus its bonus row), got ",
+              target_logits.size(0));
+  if (draft_logits.has_value()) {
+    const at::Tensor& d = *draft_logits;
+    TORCH_CHECK(d.dim() == 2 && d.size(0) == a.num_tokens && d.size(1) == a.vocab, op,
+                ": draft_logits must be [T, V] = [", a.num_tokens, ", ", a.vocab,
+                "] in the ragged layout, got shape ", d.sizes());
+    TORCH_CHECK(d.scalar_type() == target_logits.scalar_type(), op,
+                ": draft_logits must have the dtype of target_logits (",
+                target_logits.scalar_type(), "), got ", d.scalar_type());
+    check_same_device(op, "draft_logits", d, target_logits);
+    check_dense_last_dim(op, "draft_logits", d);
+    a.draft = d;
+  }
+  a.cu_num_draft = cu_num_draft.contiguous();
+  if (target_logits.device().is_cpu()) {
+    const int64_t* cu = a.cu_num_draft->const_data_ptr<int64_t>();
+    TORCH_CHECK(cu[0] == 0, op, ": cu_num_draft[0] must be 0, got ", cu[0]);
+    for (int64_t b = 0; b < a.batch; ++b) {
+      const int64_t l = cu[b + 1] - cu[b];
+      TORCH_CHECK(l >= 0, op, ": cu_num_draft must be non-decreasing, but cu_num_draft[", b + 1,
+                  "] = ", cu[b + 1], " < cu_num_draft[", b, "] = ", cu[b]);
+      TORCH_CHECK(l <= max_num_draft, op, ": request ", b, " has ", l,
+                  " draft tokens, more than max_num_draft = ", max_num_draft);
+    }
+    TORCH_CHECK(cu[a.batch] == a.num_tokens, op, ": cu_num_draft[B] = ", cu[a.batch],
+                " must equal the number of draft tokens T = ", a.num_tokens);
+  }
+  check_sampling(op, a, temperature, seed, offset);
+  a.block_method = block_method;
+  if (target_logits.device().is_cpu()) check_draft_values_cpu(op, a, index_view(a));
+  allocate_outputs(a, a.num_tokens, /*ragged=*/true);
+  return a;
+}
+
+}  // namespace dspark

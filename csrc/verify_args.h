@@ -1,0 +1,91 @@
+// Argument checking and output allocation for the verification ops, shared by the CPU and
+// CUDA backends. Shape, dtype and device checks run on every backend; checks that must read
+// tensor values (token ranges, offsets, temperatures) run here only for CPU tensors, since
+// reading CUDA memory would synchronise the host (the CUDA kernel instead leaves a row with
+// invalid values empty and never reads out of bounds: see README "Input validation").
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <tuple>
+
+#include <ATen/ATen.h>
+
+#include "core/verify_problem.h"
+
+namespace dspark {
+
+using VerifyOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+struct VerifyArgs {
+  at::Tensor target;                    // logits, last dim contiguous
+  std::optional<at::Tensor> draft;      // draft logits (same dtype) or none (one-hot drafts)
+  at::Tensor draft_tokens;              // int64
+  std::optional<at::Tensor> num_draft;  // padded: int64 [B], contiguous
+  std::optional<at::Tensor> cu_num_draft;  // ragged: int64 [B+1], contiguous
+  std::optional<at::Tensor> temperature;   // float32 [B] contiguous; none = greedy
+  std::optional<at::Tensor> seed, offset;  // int64 [B] contiguous
+  int64_t batch = 0, max_draft = 0, vocab = 0, num_tokens = 0;
+  bool block_method = false;
+  // Outputs.
+  at::Tensor accepted, out_tokens, num_emitted, accept_flags;
+
+  VerifyOutputs outputs() const { return {accepted, out_tokens, num_emitted, accept_flags}; }
+};
+
+// Validate a padded-layout call and allocate its outputs.
+VerifyArgs make_padded_args(const char* op, const at::Tensor& target_logits,
+                            const at::Tensor& draft_tokens,
+                            const std::optional<at::Tensor>& draft_logits,
+                            const std::optional<at::Tensor>& num_draft,
+                            const std::optional<at::Tensor>& temperature,
+                            const std::optional<at::Tensor>& seed,
+                            const std::optional<at::Tensor>& offset, bool block_method);
+
+// Validate a ragged-layout call and allocate its outputs.
+VerifyArgs make_ragged_args(const char* op, const at::Tensor& target_logits,
+                            const at::Tensor& draft_tokens,
+                            const std::optional<at::Tensor>& draft_logits,
+                            const at::Tensor& cu_num_draft, int64_t max_num_draft,
+                            const std::optional<at::Tensor>& temperature,
+                            const std::optional<at::Tensor>& seed,
+                            const std::optional<at::Tensor>& offset, bool block_method);
+
+// Fill the raw-pointer view of validated arguments for one logits dtype.
+template <typename scalar_t>
+VerifyProblem<scalar_t> make_problem(VerifyArgs& a) {
+  VerifyProblem<scalar_t> p;
+  p.target = a.target.const_data_ptr<scalar_t>();
+  p.draft = a.draft ? a.draft->const_data_ptr<scalar_t>() : nullptr;
+  p.draft_tokens = a.draft_tokens.const_data_ptr<int64_t>();
+  p.num_draft = a.num_draft ? a.num_draft->const_data_ptr<int64_t>() : nullptr;
+  p.cu_num_draft = a.cu_num_draft ? a.cu_num_draft->const_data_ptr<int64_t>() : nullptr;
+  p.temperature = a.temperature ? a.temperature->const_data_ptr<float>() : nullptr;
+  p.seed = a.seed ? a.seed->const_data_ptr<int64_t>() : nullptr;
+  p.offset = a.offset ? a.offset->const_data_ptr<int64_t>() : nullptr;
+  p.batch = a.batch;
+  p.max_draft = a.max_draft;
+  p.vocab = a.vocab;
+  p.num_tokens = a.num_tokens;
+  const bool ragged = a.cu_num_draft.has_value();
+  if (ragged) {
+    p.target_sk = a.target.stride(0);
+    p.draft_sk = a.draft ? a.draft->stride(0) : 0;
+    p.tokens_sk = a.draft_tokens.stride(0);
+  } else {
+    p.target_sb = a.target.stride(0);
+    p.target_sk = a.target.stride(1);
+    p.draft_sb = a.draft ? a.draft->stride(0) : 0;
+    p.draft_sk = a.draft ? a.draft->stride(1) : 0;
+    p.tokens_sb = a.draft_tokens.stride(0);
+    p.tokens_sk = a.draft_tokens.stride(1);
+  }
+  p.block_method = a.block_method;
+  p.accepted = a.accepted.data_ptr<int64_t>();
+  p.out_tokens = a.out_tokens.data_ptr<int64_t>();
+  p.num_emitted = a.num_emitted.data_ptr<int64_t>();
+  p.accept_flags = a.accept_flags.data_ptr<int8_t>();
+  return p;
+}
+
+}  // namespace dspark
