@@ -6,8 +6,9 @@ DSPARK_FORCE_CPU=1, a CPU-only extension is built. Environment knobs:
 
   DSPARK_FORCE_CPU=1          build without CUDA even when a toolkit is present
   TORCH_CUDA_ARCH_LIST        CUDA architectures (default "8.0;9.0")
-  DSPARK_CPU_ARCH_FLAGS       instruction-set flags for the CPU kernels (default: AVX2+FMA+F16C
-                              when the building CPU has them, else none; "" to disable)
+  DSPARK_CPU_ARCH_FLAGS       instruction-set flags for the CPU kernels (default: AVX-512 or
+                              AVX2+FMA+F16C when the building CPU has them, else none; set
+                              it, e.g. to "", when building a wheel for other machines)
   MAX_JOBS                    parallel compile jobs (ninja)
 
 Install into an existing environment that already has torch (how serving stacks do it):
@@ -31,6 +32,10 @@ def _cpu_arch_flags():
             flags = set(f.read().split())
     except OSError:
         return []
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma", "f16c"} <= flags:
+        # 512-bit vectors: the row passes are ALU-bound (exp, log, Philox), so width pays.
+        return ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma",
+                "-mf16c", "-mprefer-vector-width=512"]
     if {"avx2", "fma", "f16c"} <= flags:
         return ["-mavx2", "-mfma", "-mf16c"]
     return []

@@ -7,6 +7,7 @@
 #include <torch/extension.h>
 
 #include "core/philox.h"
+#include "verify_args.h"
 
 #ifndef DSPARK_VERSION
 #define DSPARK_VERSION "0.0.0"
@@ -55,6 +56,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_flags", [] { return std::string(DSPARK_CPU_FLAGS); },
         "Instruction-set flags the CPU kernels were compiled with");
   m.def("version", [] { return std::string(DSPARK_VERSION); });
+  m.def("set_debug_poison_outputs", &dspark::set_debug_poison_outputs,
+        "Tests: fill op outputs with a sentinel before the kernel runs, so unwritten elements "
+        "are caught", py::arg("on"));
   m.def("philox_words", &philox_words, "Philox4x32-10 words of one RNG stream (testing aid)",
         py::arg("seed"), py::arg("offset"), py::arg("position"), py::arg("purpose"),
         py::arg("groups"));

@@ -1,6 +1,7 @@
 // Argument checks for the verification ops (see verify_args.h for the CPU/CUDA split).
 #include "verify_args.h"
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 
@@ -99,16 +100,33 @@ VerifyProblem<float> index_view(const VerifyArgs& a) {
   return p;
 }
 
+// accepted, num_emitted, out_tokens and the padded accept_flags are written in full by every
+// kernel (including the -1 padding), so they start uninitialised; with debug poisoning on
+// (tests) they start as a sentinel instead, so an element a kernel forgets shows up. The
+// ragged flags are pre-filled because a row's flag range is only trusted after validation.
 void allocate_outputs(VerifyArgs& a, int64_t flag_count, bool ragged) {
   const auto opts = a.target.options().dtype(at::kLong);
   a.accepted = at::empty({a.batch}, opts);
   a.num_emitted = at::empty({a.batch}, opts);
-  a.out_tokens = at::full({a.batch, a.max_draft + 1}, -1, opts);
+  a.out_tokens = at::empty({a.batch, a.max_draft + 1}, opts);
   a.accept_flags = ragged ? at::full({flag_count}, -1, opts.dtype(at::kChar))
-                          : at::full({a.batch, a.max_draft}, -1, opts.dtype(at::kChar));
+                          : at::empty({a.batch, a.max_draft}, opts.dtype(at::kChar));
+  if (debug_poison_outputs()) {
+    a.accepted.fill_(kPoisonIndex);
+    a.num_emitted.fill_(kPoisonIndex);
+    a.out_tokens.fill_(kPoisonIndex);
+    if (!ragged) a.accept_flags.fill_(kPoisonFlag);
+  }
 }
 
 }  // namespace
+
+namespace {
+std::atomic<bool> g_poison_outputs{false};
+}  // namespace
+
+void set_debug_poison_outputs(bool on) { g_poison_outputs.store(on); }
+bool debug_poison_outputs() { return g_poison_outputs.load(std::memory_order_relaxed); }
 
 VerifyArgs make_padded_args(const char* op, const at::Tensor& target_logits,
                             const at::Tensor& draft_tokens,

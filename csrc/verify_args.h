@@ -15,6 +15,12 @@
 
 namespace dspark {
 
+// Debug aid for tests: when on, outputs a kernel must write in full start as these sentinels.
+constexpr int64_t kPoisonIndex = -0x5A5A5A5A5A5A5A5ALL;
+constexpr int8_t kPoisonFlag = 0x5A;
+void set_debug_poison_outputs(bool on);
+bool debug_poison_outputs();
+
 using VerifyOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 struct VerifyArgs {

@@ -16,9 +16,11 @@
 
 #include <c10/macros/Macros.h>
 
+#include "inline.h"
+
 namespace dspark {
 
-C10_HOST_DEVICE inline uint32_t float_bits(float x) {
+DSPARK_FN uint32_t float_bits(float x) {
 #if defined(__CUDA_ARCH__)
   return __float_as_uint(x);
 #else
@@ -28,7 +30,7 @@ C10_HOST_DEVICE inline uint32_t float_bits(float x) {
 #endif
 }
 
-C10_HOST_DEVICE inline float bits_float(uint32_t u) {
+DSPARK_FN float bits_float(uint32_t u) {
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(u);
 #else
@@ -38,24 +40,24 @@ C10_HOST_DEVICE inline float bits_float(uint32_t u) {
 #endif
 }
 
-C10_HOST_DEVICE inline float fma_f(float a, float b, float c) { return ::fmaf(a, b, c); }
+DSPARK_FN float fma_f(float a, float b, float c) { return ::fmaf(a, b, c); }
 
 // min/max as plain selects (not fminf/fmaxf): GCC lowers these to SIMD min/max, while
 // fminf/fmaxf become library calls (their NaN rules differ from the instructions); the
 // select has the same meaning on every executor. The second operand wins for NaN.
-C10_HOST_DEVICE inline float min_f(float a, float b) { return a < b ? a : b; }
-C10_HOST_DEVICE inline float max_f(float a, float b) { return a > b ? a : b; }
+DSPARK_FN float min_f(float a, float b) { return a < b ? a : b; }
+DSPARK_FN float max_f(float a, float b) { return a > b ? a : b; }
 
 constexpr float kNegInf = -__builtin_huge_valf();
 constexpr float kFloatMax = 3.40282346638528859812e+38f;
 
 // True for finite values (false for NaN and +-inf): |x| <= FLT_MAX fails for both.
-C10_HOST_DEVICE inline bool is_finite_f(float x) { return ::fabsf(x) <= kFloatMax; }
+DSPARK_FN bool is_finite_f(float x) { return ::fabsf(x) <= kFloatMax; }
 
 // exp(x), Cephes-style: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, scale by 2^n.
 // Results below 2^-126 flush to zero (a probability that small never matters here);
 // x = -inf gives 0, x >= 88.72 gives +inf, NaN gives NaN.
-C10_HOST_DEVICE inline float exp_f(float x) {
+DSPARK_FN float exp_f(float x) {
   const float xc = min_f(max_f(x, -87.33654f), 88.72283f);
   // Round x/ln2 to nearest with the 1.5*2^23 trick (exact for |n| < 2^22).
   const float shifter = 12582912.0f;
@@ -85,7 +87,7 @@ C10_HOST_DEVICE inline float exp_f(float x) {
 // log(1+f) by a degree-9 polynomial. log(0) = -inf, log(+inf) = +inf, x < 0 or NaN gives NaN.
 // Subnormal inputs are treated as 0 (never reached: callers pass sums >= 1 or uniforms
 // >= 2^-24 or -log of such uniforms).
-C10_HOST_DEVICE inline float log_f(float x) {
+DSPARK_FN float log_f(float x) {
   const uint32_t bits = float_bits(x);
   int32_t e = static_cast<int32_t>((bits >> 23) & 0xFFu) - 126;
   float m = bits_float((bits & 0x007FFFFFu) | 0x3F000000u);  // m in [0.5, 1)

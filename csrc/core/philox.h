@@ -9,20 +9,22 @@
 
 #include <c10/macros/Macros.h>
 
+#include "inline.h"
+
 namespace dspark {
 
 struct Philox4x32Out {
   uint32_t v[4];
 };
 
-C10_HOST_DEVICE inline uint32_t philox_mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
+DSPARK_FN uint32_t philox_mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
   const uint64_t product = static_cast<uint64_t>(a) * static_cast<uint64_t>(b);
   *hi = static_cast<uint32_t>(product >> 32);
   return static_cast<uint32_t>(product);
 }
 
 // Ten rounds of Philox4x32 on counter c under key k (Random123 constants).
-C10_HOST_DEVICE inline Philox4x32Out philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2,
+DSPARK_FN Philox4x32Out philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2,
                                                    uint32_t c3, uint32_t k0, uint32_t k1) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u;
   constexpr uint32_t kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
@@ -62,7 +64,7 @@ struct RngStream {
   uint32_t off_lo, off_hi;
   uint32_t tag;         // purpose << 24 | position
 
-  C10_HOST_DEVICE static RngStream make(int64_t seed, int64_t offset, int64_t position,
+  DSPARK_FN static RngStream make(int64_t seed, int64_t offset, int64_t position,
                                         RngPurpose purpose) {
     RngStream s;
     const uint64_t useed = static_cast<uint64_t>(seed);
@@ -77,14 +79,14 @@ struct RngStream {
   }
 
   // The four 32-bit words of lanes 4*group .. 4*group+3.
-  C10_HOST_DEVICE Philox4x32Out words(uint32_t group) const {
+  DSPARK_FN Philox4x32Out words(uint32_t group) const {
     return philox4x32_10(group, off_lo, off_hi, tag, k0, k1);
   }
 };
 
 // 23 random bits -> (2m+1) * 2^-24: exactly representable in float32 (and float64), strictly
 // inside (0, 1): the smallest value is 2^-24 and the largest 1 - 2^-24.
-C10_HOST_DEVICE inline float uniform_from_word(uint32_t word) {
+DSPARK_FN float uniform_from_word(uint32_t word) {
   const uint32_t odd = ((word >> 9) << 1) | 1u;
   return static_cast<float>(odd) * 5.9604644775390625e-08f;  // 2^-24
 }

@@ -8,6 +8,8 @@
 
 #include <c10/macros/Macros.h>
 
+#include "inline.h"
+
 #include "fastmath.h"
 #include "philox.h"
 
@@ -15,7 +17,7 @@ namespace dspark {
 
 // Logit policy (documented in README "Non-finite logits"): NaN, +inf and -inf logits are all
 // masked, i.e. probability zero. A scaled logit that overflows float32 is masked too.
-C10_HOST_DEVICE inline float masked_scaled(float logit, float inv_t) {
+DSPARK_FN float masked_scaled(float logit, float inv_t) {
   const float s = logit * inv_t;
   return is_finite_f(s) ? s : kNegInf;
 }
@@ -27,7 +29,7 @@ struct SoftmaxStats {
   float sum;
 };
 
-C10_HOST_DEVICE inline SoftmaxStats stats_merge(SoftmaxStats a, SoftmaxStats b) {
+DSPARK_FN SoftmaxStats stats_merge(SoftmaxStats a, SoftmaxStats b) {
   const float m = max_f(a.max, b.max);
   if (m == kNegInf) return SoftmaxStats{kNegInf, 0.0f};
   // exp(-inf - finite) = 0, so an empty side contributes nothing.
@@ -36,42 +38,42 @@ C10_HOST_DEVICE inline SoftmaxStats stats_merge(SoftmaxStats a, SoftmaxStats b) 
   return SoftmaxStats{m, sa + sb};
 }
 
-C10_HOST_DEVICE inline float stats_lse(SoftmaxStats s) {
+DSPARK_FN float stats_lse(SoftmaxStats s) {
   return (s.max == kNegInf) ? kNegInf : s.max + log_f(s.sum);
 }
 
 // log p(x) from a scaled logit and the row's log-sum-exp; -inf when masked.
-C10_HOST_DEVICE inline float log_prob(float scaled, float lse) {
+DSPARK_FN float log_prob(float scaled, float lse) {
   return (scaled == kNegInf || lse == kNegInf) ? kNegInf : scaled - lse;
 }
 
 // p(x) = exp(scaled - lse), 0 when masked.
-C10_HOST_DEVICE inline float prob(float scaled, float lse) {
+DSPARK_FN float prob(float scaled, float lse) {
   return exp_f(log_prob(scaled, lse));
 }
 
 // Token-wise acceptance (SPEC §3.2): accept iff u < p/q, decided in log space so that huge
 // ratios cannot overflow. q = 0 => reject; p = 0 => never accept.
-C10_HOST_DEVICE inline bool accept_token(float u, float log_p, float log_q) {
+DSPARK_FN bool accept_token(float u, float log_p, float log_q) {
   if (log_q == kNegInf || log_p == kNegInf) return false;
   return log_f(u) < log_p - log_q;
 }
 
 // Block verification weight update (SPEC §3.3), in log space:
 // log w_i = min(0, log w_{i-1} + log p - log q); q = 0 or p = 0 gives w_i = 0.
-C10_HOST_DEVICE inline float block_log_weight(float log_w_prev, float log_p, float log_q) {
+DSPARK_FN float block_log_weight(float log_w_prev, float log_p, float log_q) {
   if (log_q == kNegInf || log_p == kNegInf || log_w_prev == kNegInf) return kNegInf;
   return min_f(0.0f, log_w_prev + (log_p - log_q));
 }
 
 // h_i = Z_i / (Z_i + 1 - w_i), defined as 1 when the denominator is 0.
-C10_HOST_DEVICE inline float block_stop_prob(float z, float w) {
+DSPARK_FN float block_stop_prob(float z, float w) {
   const float den = z + (1.0f - w);
   return (den > 0.0f) ? min_f(1.0f, z / den) : 1.0f;
 }
 
 // Residual weight max(w p(x) - q(x), 0) from probabilities.
-C10_HOST_DEVICE inline float residual_weight(float w, float p, float q) {
+DSPARK_FN float residual_weight(float w, float p, float q) {
   return max_f(fma_f(w, p, -q), 0.0f);
 }
 
@@ -79,21 +81,21 @@ C10_HOST_DEVICE inline float residual_weight(float w, float p, float q) {
 // probability weight(x) / sum(weight), with no normalisation or prefix sum. Computed as
 // weight * (1 / E_x) so one division serves the residual and the fallback key of a lane.
 // Zero weight gives -inf, which ArgMax never takes.
-C10_HOST_DEVICE inline float race_key(float weight, float inv_e) {
+DSPARK_FN float race_key(float weight, float inv_e) {
   return (weight > 0.0f) ? weight * inv_e : kNegInf;
 }
 
 // E_x = -log u_x from the lane's Philox word, and its reciprocal for race keys.
-C10_HOST_DEVICE inline float neg_log_uniform(uint32_t word) {
+DSPARK_FN float neg_log_uniform(uint32_t word) {
   return -log_f(uniform_from_word(word));
 }
-C10_HOST_DEVICE inline float inv_neg_log_uniform(uint32_t word) {
+DSPARK_FN float inv_neg_log_uniform(uint32_t word) {
   return 1.0f / neg_log_uniform(word);
 }
 
 // Gumbel-max key: argmax_x scaled(x) - log(E_x) samples softmax(scaled) (the Gumbel noise is
 // -log(-log u)). Masked -> -inf.
-C10_HOST_DEVICE inline float gumbel_key(float scaled, float neg_log_u) {
+DSPARK_FN float gumbel_key(float scaled, float neg_log_u) {
   return (scaled == kNegInf) ? kNegInf : scaled - log_f(neg_log_u);
 }
 
@@ -105,14 +107,14 @@ struct ArgMax {
   C10_HOST_DEVICE static ArgMax empty() { return ArgMax{kNegInf, -1}; }
 
   // Masked (-inf) keys are never taken, so an all-masked row stays empty (-1).
-  C10_HOST_DEVICE void offer(float k, int64_t i) {
+  DSPARK_FN void offer(float k, int64_t i) {
     if (k == kNegInf) return;
     if (k > key || (k == key && i >= 0 && (index < 0 || i < index))) {
       key = k;
       index = i;
     }
   }
-  C10_HOST_DEVICE void merge(const ArgMax& o) {
+  DSPARK_FN void merge(const ArgMax& o) {
     if (o.index >= 0) offer(o.key, o.index);
   }
 };

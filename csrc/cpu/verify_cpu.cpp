@@ -1,6 +1,8 @@
 // CPU kernels of the verification ops: one task per request (ATen parallel_for), each running
 // the shared per-request algorithm (core/verify_row.h) with the vectorised row passes of
 // cpu/row_passes.h. Rows after a rejection are never read; nothing of size B*K*V is allocated.
+#include <algorithm>
+
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -58,6 +60,9 @@ void run_verify(VerifyArgs& args) {
   // grain at which threading pays.
   at::parallel_for(0, pb.batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
+      // Padding first: the algorithm writes only what it emits and tests.
+      std::fill_n(pb.out_tokens + b * (pb.max_draft + 1), pb.max_draft + 1, int64_t{-1});
+      if (!pb.ragged()) std::fill_n(pb.accept_flags + b * pb.max_draft, pb.max_draft, kFlagUntested);
       CpuRowExec<scalar_t> ex{pb, b};
       RowParams rp;
       rp.num_draft = pb.row_num_draft(b);  // validated by make_*_args

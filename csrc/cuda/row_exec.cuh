@@ -1,0 +1,115 @@
+// The CUDA executor of core/verify_row.h: one thread block per request.
+//
+// Every thread of the block runs the shared control flow with its own copy of this executor.
+// Element reads (draft ids, single logits) are made by all threads from the same address, and
+// every reduction broadcasts its result, so all threads take the same branches and reach the
+// same __syncthreads. Only thread 0 writes outputs.
+#pragma once
+
+#include <cstdint>
+
+#include "../core/philox.h"
+#include "../core/verify_math.h"
+#include "../core/verify_problem.h"
+#include "block_reduce.cuh"
+#include "row_passes.cuh"
+#include "vec_load.cuh"
+
+namespace dspark {
+namespace cuda {
+
+template <typename scalar_t, int kThreads>
+struct CudaRowExec {
+  // This request's rows: row k of each starts at base + k * row stride (int64 offsets).
+  const scalar_t* target;
+  int64_t target_sk;
+  const scalar_t* draft;  // nullptr: one-hot drafts
+  int64_t draft_sk;
+  const int64_t* tokens;
+  int64_t tokens_sk;
+  int64_t vocab_;
+  // This request's outputs.
+  int64_t* out_tokens;  // [max_draft + 1]
+  int8_t* flags;        // [num_draft]
+  int64_t* accepted;
+  int64_t* num_emitted;
+  ReduceScratch* scratch;
+
+  // Only call for a row whose num_draft passed VerifyProblem::row_num_draft: the ragged
+  // offsets are then known to keep every row index in bounds.
+  __device__ static CudaRowExec make(const VerifyProblem<scalar_t>& pb, int64_t b,
+                                     ReduceScratch* scratch) {
+    CudaRowExec ex;
+    ex.target = pb.target_row(b, 0);
+    ex.target_sk = pb.target_sk;
+    ex.draft = pb.draft != nullptr ? pb.draft_row(b, 0) : nullptr;
+    ex.draft_sk = pb.draft_sk;
+    ex.tokens = pb.ragged() ? pb.draft_tokens + pb.ragged_start(b) * pb.tokens_sk
+                            : pb.draft_tokens + b * pb.tokens_sb;
+    ex.tokens_sk = pb.tokens_sk;
+    ex.vocab_ = pb.vocab;
+    ex.out_tokens = pb.out_tokens + b * (pb.max_draft + 1);
+    ex.flags = pb.accept_flags + pb.flag_index(b, 0);
+    ex.accepted = pb.accepted + b;
+    ex.num_emitted = pb.num_emitted + b;
+    ex.scratch = scratch;
+    return ex;
+  }
+
+  __device__ const scalar_t* target_row(int64_t k) const { return target + k * target_sk; }
+  __device__ const scalar_t* draft_row(int64_t k) const { return draft + k * draft_sk; }
+  __device__ ResidualRows<scalar_t> residual_rows(int64_t k, float inv_t, float w, float lse_t,
+                                                  float lse_d, int64_t onehot) const {
+    return ResidualRows<scalar_t>{target_row(k), draft != nullptr ? draft_row(k) : nullptr,
+                                  vocab_, inv_t, w, lse_t, lse_d, onehot};
+  }
+  __device__ static bool leader() { return threadIdx.x == 0; }
+
+  // --- the executor interface of core/verify_row.h ---
+  __device__ int64_t vocab() const { return vocab_; }
+  __device__ int64_t draft_token(int64_t k) const { return tokens[k * tokens_sk]; }
+  __device__ float target_logit(int64_t k, int64_t v) const {
+    return load_scalar(target_row(k) + v);
+  }
+  __device__ float draft_logit(int64_t k, int64_t v) const { return load_scalar(draft_row(k) + v); }
+  __device__ bool has_draft_logits() const { return draft != nullptr; }
+
+  __device__ float target_lse(int64_t k, float inv_t) {
+    return block_row_lse<kThreads>(target_row(k), vocab_, inv_t, *scratch);
+  }
+  __device__ float draft_lse(int64_t k, float inv_t) {
+    return block_row_lse<kThreads>(draft_row(k), vocab_, inv_t, *scratch);
+  }
+  __device__ float residual_mass(int64_t k, float inv_t, float w, float lse_t, float lse_d,
+                                 int64_t onehot) {
+    return block_residual_mass<kThreads>(residual_rows(k, inv_t, w, lse_t, lse_d, onehot),
+                                         *scratch);
+  }
+  __device__ int64_t sample_residual(int64_t k, float inv_t, float w, float lse_t, float lse_d,
+                                     int64_t onehot, RngStream rng) {
+    return block_sample_residual<kThreads>(residual_rows(k, inv_t, w, lse_t, lse_d, onehot), rng,
+                                           *scratch);
+  }
+  __device__ int64_t sample_target(int64_t k, float inv_t, RngStream rng) {
+    return block_row_sample<kThreads>(target_row(k), vocab_, inv_t, rng, *scratch);
+  }
+  __device__ int64_t argmax_target(int64_t k) {
+    return block_row_argmax<kThreads>(target_row(k), vocab_, *scratch);
+  }
+
+  __device__ void emit(int64_t j, int64_t token) {
+    if (leader()) out_tokens[j] = token;
+  }
+  __device__ void flag(int64_t k, int8_t f) {
+    if (leader()) flags[k] = f;
+  }
+  __device__ void finish(int64_t n_accepted, int64_t n_emitted) {
+    if (leader()) {
+      *accepted = n_accepted;
+      *num_emitted = n_emitted;
+    }
+  }
+};
+
+}  // namespace cuda
+}  // namespace dspark

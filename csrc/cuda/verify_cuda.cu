@@ -1,0 +1,143 @@
+// CUDA kernels of the verification ops: one thread block per request, every thread running
+// the shared per-request algorithm (core/verify_row.h) with the block-wide executor of
+// row_exec.cuh. Same arguments and outputs as the CPU kernels (cpu/verify_cpu.cpp).
+//
+// Value checks that would need a host synchronisation (ragged offsets, num_draft range,
+// temperatures, draft ids) are not made on the host: a row with an invalid value is left empty
+// (accepted = num_emitted = 0, tokens and flags stay -1) and nothing is read out of bounds.
+#include <cstdint>
+#include <limits>
+
+#include <ATen/Dispatch.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "../core/verify_row.h"
+#include "../verify_args.h"
+#include "block_reduce.cuh"
+#include "row_exec.cuh"
+
+namespace dspark {
+namespace cuda {
+namespace {
+
+// 16 warps: enough loads in flight per request to stream a 150k-entry row, while a batch of
+// a few hundred requests still fills every SM several blocks deep.
+constexpr int kThreads = 512;
+
+// True when every verified draft id of the row lies in [0, V). The CPU op raises on such ids;
+// here the row is left empty instead (verify_row.h alone would turn them into rejections).
+template <typename scalar_t>
+__device__ bool draft_ids_valid(const VerifyProblem<scalar_t>& pb, int64_t b, int64_t num_draft) {
+  bool bad = false;
+  for (int64_t k = threadIdx.x; k < num_draft; k += kThreads) {
+    const int64_t x = pb.draft_token(b, k);
+    bad = bad || x < 0 || x >= pb.vocab;
+  }
+  return __syncthreads_or(bad) == 0;
+}
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads) verify_rows_kernel(const VerifyProblem<scalar_t> pb) {
+  __shared__ ReduceScratch scratch;
+  const int64_t b = blockIdx.x;
+  // Every branch below depends only on values all threads read alike, so the block stays
+  // uniform (each thread reaches each barrier).
+  const int64_t num_draft = pb.row_num_draft(b);
+  if (num_draft < 0 || !draft_ids_valid(pb, b, num_draft)) {
+    if (threadIdx.x == 0) {
+      pb.accepted[b] = 0;
+      pb.num_emitted[b] = 0;
+    }
+    return;
+  }
+  auto ex = CudaRowExec<scalar_t, kThreads>::make(pb, b, &scratch);
+  RowParams rp;
+  rp.num_draft = num_draft;
+  rp.temperature = pb.row_temperature(b);
+  rp.seed = pb.seed != nullptr ? pb.seed[b] : 0;
+  rp.offset = pb.offset != nullptr ? pb.offset[b] : 0;
+  verify_row(ex, rp, pb.block_method);
+}
+
+template <typename scalar_t>
+void launch_verify(VerifyArgs& args) {
+  const VerifyProblem<scalar_t> pb = make_problem<scalar_t>(args);
+  if (pb.batch == 0) return;  // a zero-sized grid is a launch error
+  TORCH_CHECK(pb.batch <= std::numeric_limits<int32_t>::max(), "dspark: batch of ", pb.batch,
+              " requests exceeds the CUDA grid limit");
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  verify_rows_kernel<scalar_t>
+      <<<static_cast<unsigned int>(pb.batch), kThreads, 0, stream>>>(pb);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Only the logits dtypes verify_args accepts; each gets its own kernel (unit width differs).
+VerifyOutputs dispatch(VerifyArgs args) {
+  AT_DISPATCH_SWITCH(args.target.scalar_type(), "dspark_verify_cuda",
+                     AT_DISPATCH_CASE(at::kFloat, [&] { launch_verify<scalar_t>(args); })
+                     AT_DISPATCH_CASE(at::kBFloat16, [&] { launch_verify<scalar_t>(args); })
+                     AT_DISPATCH_CASE(at::kHalf, [&] { launch_verify<scalar_t>(args); }));
+  return args.outputs();
+}
+
+// Make the inputs' device current before anything allocates or launches. A CPU target_logits
+// mixed with CUDA arguments also lands here; the argument checks then report the device
+// mismatch by name, so no guard is set for it.
+std::optional<c10::Device> cuda_device_of(const at::Tensor& target_logits) {
+  if (!target_logits.is_cuda()) return std::nullopt;
+  return target_logits.device();
+}
+
+VerifyOutputs verify_greedy_cuda(const at::Tensor& target_logits, const at::Tensor& draft_tokens,
+                                 const std::optional<at::Tensor>& num_draft) {
+  const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
+  return dispatch(make_padded_args("verify_greedy", target_logits, draft_tokens, std::nullopt,
+                                   num_draft, std::nullopt, std::nullopt, std::nullopt, false));
+}
+
+VerifyOutputs verify_greedy_ragged_cuda(const at::Tensor& target_logits,
+                                        const at::Tensor& draft_tokens,
+                                        const at::Tensor& cu_num_draft, int64_t max_num_draft) {
+  const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
+  return dispatch(make_ragged_args("verify_greedy_ragged", target_logits, draft_tokens,
+                                   std::nullopt, cu_num_draft, max_num_draft, std::nullopt,
+                                   std::nullopt, std::nullopt, false));
+}
+
+VerifyOutputs rejection_sample_cuda(const at::Tensor& target_logits,
+                                    const at::Tensor& draft_tokens,
+                                    const std::optional<at::Tensor>& draft_logits,
+                                    const at::Tensor& temperature, const at::Tensor& seed,
+                                    const at::Tensor& offset,
+                                    const std::optional<at::Tensor>& num_draft, bool block) {
+  const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
+  return dispatch(make_padded_args("rejection_sample", target_logits, draft_tokens, draft_logits,
+                                   num_draft, temperature, seed, offset, block));
+}
+
+VerifyOutputs rejection_sample_ragged_cuda(const at::Tensor& target_logits,
+                                           const at::Tensor& draft_tokens,
+                                           const std::optional<at::Tensor>& draft_logits,
+                                           const at::Tensor& cu_num_draft, int64_t max_num_draft,
+                                           const at::Tensor& temperature, const at::Tensor& seed,
+                                           const at::Tensor& offset, bool block) {
+  const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
+  return dispatch(make_ragged_args("rejection_sample_ragged", target_logits, draft_tokens,
+                                   draft_logits, cu_num_draft, max_num_draft, temperature, seed,
+                                   offset, block));
+}
+
+}  // namespace
+}  // namespace cuda
+
+TORCH_LIBRARY_IMPL(dspark, CUDA, m) {
+  m.impl("verify_greedy", &cuda::verify_greedy_cuda);
+  m.impl("verify_greedy_ragged", &cuda::verify_greedy_ragged_cuda);
+  m.impl("rejection_sample", &cuda::rejection_sample_cuda);
+  m.impl("rejection_sample_ragged", &cuda::rejection_sample_ragged_cuda);
+}
+
+}  // namespace dspark

@@ -1,0 +1,143 @@
+"""Thin, documented wrappers over the dspark torch ops (torch.ops.dspark.*).
+
+Each wrapper converts Python scalars to tensors on the logits' device, picks the padded or
+ragged op, and returns a :class:`VerifyResult`. The ops themselves are registered torch ops:
+they run on CPU and CUDA, trace under torch.compile, and never synchronise the host.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Union
+
+import torch
+
+TensorOrFloat = Union[torch.Tensor, float]
+TensorOrInt = Union[torch.Tensor, int]
+
+_METHODS = ("token", "block")
+
+
+class VerifyResult(NamedTuple):
+    """Outputs of every verification op.
+
+    accepted:     int64 [B], draft tokens accepted (0..l_r).
+    out_tokens:   int64 [B, K+1], the accepted drafts then one correction-or-bonus token,
+                  padded with -1.
+    num_emitted:  int64 [B], tokens written to out_tokens (accepted + 1; 0 only for a row the
+                  CUDA kernel found invalid, see README "Input validation").
+    accept_flags: int8 [B, K] (padded) or [T] (ragged), per draft position: 1 accepted/passed,
+                  0 tested and rejected, -1 not tested. For block verification the flag is the
+                  outcome of that position's stop test (eta_i <= h_i).
+    """
+
+    accepted: torch.Tensor
+    out_tokens: torch.Tensor
+    num_emitted: torch.Tensor
+    accept_flags: torch.Tensor
+
+
+def _per_row(value, batch: int, dtype: torch.dtype, device: torch.device, name: str):
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.full((batch,), value, dtype=dtype, device=device)
+    raise TypeError(f"{name} must be a tensor or a Python number, got {type(value).__name__}")
+
+
+def _method_flag(method: str) -> bool:
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    return method == "block"
+
+
+def _batch_size(target_logits: torch.Tensor, cu_num_draft: Optional[torch.Tensor]) -> int:
+    if cu_num_draft is not None:
+        return max(cu_num_draft.shape[0] - 1, 0) if cu_num_draft.dim() == 1 else 0
+    return target_logits.shape[0] if target_logits.dim() >= 1 else 0
+
+
+def _ragged_max(cu_num_draft: torch.Tensor, max_num_draft: Optional[int]) -> int:
+    if max_num_draft is not None:
+        return int(max_num_draft)
+    if cu_num_draft.numel() <= 1:
+        return 0
+    # Reads the offsets on the host (a device sync on CUDA): pass max_num_draft to avoid it.
+    return int((cu_num_draft[1:] - cu_num_draft[:-1]).max().item())
+
+
+def verify_greedy(
+    target_logits: torch.Tensor,
+    draft_tokens: torch.Tensor,
+    num_draft: Optional[torch.Tensor] = None,
+    *,
+    cu_num_draft: Optional[torch.Tensor] = None,
+    max_num_draft: Optional[int] = None,
+) -> VerifyResult:
+    """Greedy verification (SPEC §3.1): accept draft k while it equals argmax of target row k.
+
+    Padded layout: ``target_logits`` [B, K+1, V] (float32/bfloat16/float16, vocabulary dim
+    contiguous), ``draft_tokens`` int64 [B, K], optional ``num_draft`` int64 [B] (<= K,
+    defaults to K). Ragged layout (pass ``cu_num_draft`` int64 [B+1]): ``target_logits``
+    [T+B, V], ``draft_tokens`` [T]; ``max_num_draft`` sets the width of ``out_tokens`` (read
+    from the offsets when omitted, which synchronises a CUDA device).
+
+    >>> res = verify_greedy(logits, drafts)            # logits [B, K+1, V], drafts [B, K]
+    >>> res.out_tokens[b, : res.num_emitted[b]]        # tokens to append for request b
+    """
+    if cu_num_draft is not None:
+        if num_draft is not None:
+            raise ValueError("pass either num_draft (padded) or cu_num_draft (ragged), not both")
+        out = torch.ops.dspark.verify_greedy_ragged(
+            target_logits, draft_tokens, cu_num_draft, _ragged_max(cu_num_draft, max_num_draft))
+    else:
+        out = torch.ops.dspark.verify_greedy(target_logits, draft_tokens, num_draft)
+    return VerifyResult(*out)
+
+
+def rejection_sample(
+    target_logits: torch.Tensor,
+    draft_tokens: torch.Tensor,
+    draft_logits: Optional[torch.Tensor],
+    temperature: TensorOrFloat,
+    seed: TensorOrInt,
+    offset: TensorOrInt,
+    num_draft: Optional[torch.Tensor] = None,
+    *,
+    method: str = "token",
+    cu_num_draft: Optional[torch.Tensor] = None,
+    max_num_draft: Optional[int] = None,
+) -> VerifyResult:
+    """Lossless speculative verification from logits (SPEC §3.2 token-wise, §3.3 block).
+
+    ``temperature`` float32 [B] (or a float): 0 makes a row greedy, so one batch may mix
+    greedy and sampled rows. ``seed`` / ``offset`` int64 [B] key the counter-based Philox
+    streams (an int ``seed`` gives row r the seed ``seed + r``; an int ``offset`` is shared);
+    advance ``offset`` every step whatever was accepted. ``draft_logits``
+    [B, K, V] (ragged: [T, V]) are the drafter's logits at the same temperature, or ``None``
+    for one-hot drafts (e.g. n-gram drafters: q = delta at the draft token). ``method`` is
+    ``"token"`` (Leviathan/Chen rejection sampling) or ``"block"`` (block verification:
+    accepts at least as many tokens in expectation). Layouts as in :func:`verify_greedy`.
+    The softmax, the residual and the correction/bonus sampling happen inside the op; no
+    probabilities are materialised.
+
+    >>> res = rejection_sample(t_logits, drafts, d_logits, 0.8, seed=1234, offset=step)
+    """
+    block = _method_flag(method)
+    device = target_logits.device
+    batch = _batch_size(target_logits, cu_num_draft)
+    temperature = _per_row(temperature, batch, torch.float32, device, "temperature")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        # Distinct streams per row: one shared seed would correlate the rows' samples.
+        seed = seed + torch.arange(batch, dtype=torch.int64, device=device)
+    seed = _per_row(seed, batch, torch.int64, device, "seed")
+    offset = _per_row(offset, batch, torch.int64, device, "offset")
+    if cu_num_draft is not None:
+        if num_draft is not None:
+            raise ValueError("pass either num_draft (padded) or cu_num_draft (ragged), not both")
+        out = torch.ops.dspark.rejection_sample_ragged(
+            target_logits, draft_tokens, draft_logits, cu_num_draft,
+            _ragged_max(cu_num_draft, max_num_draft), temperature, seed, offset, block)
+    else:
+        out = torch.ops.dspark.rejection_sample(
+            target_logits, draft_tokens, draft_logits, temperature, seed, offset, num_draft,
+            block)
+    return VerifyResult(*out)
