@@ -183,7 +183,9 @@ C10_HOST_DEVICE void verify_row(Exec& ex, const RowParams& rp, bool block_method
     ex.finish(0, 0);  // invalid row: nothing emitted (only reachable on CUDA)
     return;
   }
-  if (rp.temperature == 0.0f) {
+  // T = 0 is greedy; so is a positive T so small (subnormal) that 1/T overflows, where
+  // softmax(z / T) is the one-hot argmax anyway.
+  if (rp.temperature == 0.0f || !is_finite_f(1.0f / rp.temperature)) {
     verify_row_greedy(ex, rp.num_draft);
   } else if (block_method) {
     verify_row_block(ex, rp);
