@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh checkout: installs dependencies, builds the extension
+# (with the CUDA kernels whenever a CUDA toolkit and a CUDA build of torch are present) and
+# the CPU-only variant (through `pip install --no-build-isolation`, as serving stacks
+# install it), then runs every test against the first and the fast tests against the second.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PYTHON:-python3}
+source scripts/setup_env.sh
+
+# A toolkit and a CUDA torch are here: the CUDA kernels must have been compiled in.
+if [ -n "${CUDA_HOME:-}" ] && "$PY" -c "import torch, sys; sys.exit(torch.version.cuda is None)"; then
+  "$PY" -c "import dspark_ext, sys; sys.exit(not dspark_ext.build_info()['cuda_enabled'])" \
+    || { echo "test: CUDA toolkit present but the CUDA kernels were not built" >&2; exit 1; }
+fi
+
+run_pytest() {  # exit code 5 (no tests collected) is a failure of the suite, not a pass
+  local rc=0
+  "$@" || rc=$?
+  if [ "$rc" -eq 5 ]; then echo "test: pytest collected no tests" >&2; return 1; fi
+  return "$rc"
+}
+
+echo "test: CPU-only variant (pip install --no-build-isolation, DSPARK_FORCE_CPU=1)"
+rm -rf build/cpu-only
+DSPARK_FORCE_CPU=1 "$PY" -m pip install -q --no-build-isolation --no-deps --no-compile \
+  --target build/cpu-only . 2>&1 | grep -v "^\s*$" | tail -n 3 || true
+(cd build/cpu-only && "$PY" -c "import dspark_ext, sys; i = dspark_ext.build_info(); \
+print('test: cpu-only variant', i); sys.exit(i['cuda_enabled'])")
+# Fast tests against the CPU-only variant (run from its folder so it is the one imported).
+(cd build/cpu-only && run_pytest "$PY" -m pytest -q -p no:cacheprovider -m "not slow" \
+  "$OLDPWD/tests" --rootdir "$OLDPWD")
+
+echo "test: full suite against the in-place build"
+run_pytest "$PY" -m pytest -q -p no:cacheprovider tests "$@"
