@@ -6,7 +6,28 @@ of every op is in :mod:`dspark_ext.reference`.
 """
 import torch  # noqa: F401  (loads libtorch before the extension)
 
-from . import _C  # registers the ops
+from . import _C  # registers the ops  # noqa: E402
+
+
+def _check_cpu_features() -> None:
+    """Fail with a clear message, not SIGILL, when this build's CPU kernels use instructions
+    the running CPU lacks (a wheel built with -mavx512f copied to an older machine)."""
+    wanted = [f[2:].replace("-", "_") for f in _C.cpu_flags().split()
+              if f.startswith("-m") and not f.startswith("-mprefer")]
+    try:
+        with open("/proc/cpuinfo") as f:
+            have = set(f.read().split())
+    except OSError:
+        return
+    missing = [f for f in wanted if f not in have]
+    if missing:
+        raise ImportError(
+            f"dspark_ext was built with {_C.cpu_flags()!r} but this CPU lacks {missing}; "
+            "rebuild it here (pip install --no-build-isolation .) or set "
+            "DSPARK_CPU_ARCH_FLAGS when building")
+
+
+_check_cpu_features()
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
 from .ops import VerifyResult, rejection_sample, verify_greedy
 
