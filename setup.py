@@ -79,7 +79,9 @@ def _extensions():
     # per-element math (csrc/core/fastmath.h) rounds the same on CPU and GPU.
     # -fno-math-errno / -fno-trapping-math change no result; they only let GCC vectorise the
     # branch-free selects and fmaf calls of the row passes.
-    cxx = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math",
+    # -fopenmp: at::parallel_for only runs threads when the extension itself is built with
+    # OpenMP (torch's CPU build uses it); it also enables the `omp simd` loops.
+    cxx = ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math",
            "-fvisibility=hidden"] + cpu_flags
     extra = {"cxx": cxx}
     include_dirs = [os.path.join(ROOT, "csrc")]
@@ -97,7 +99,8 @@ def _extensions():
     print(f"dspark_ext: building {'CUDA' if with_cuda else 'CPU-only'} extension"
           f" (arch list '{arch_list}', CPU flags {cpu_flags})", flush=True)
     return [ext_cls("dspark_ext._C", sources, include_dirs=include_dirs,
-                    define_macros=define_macros, extra_compile_args=extra)]
+                    define_macros=define_macros, extra_compile_args=extra,
+                    extra_link_args=["-fopenmp"])]
 
 
 def _cmdclass():

@@ -1,10 +1,11 @@
 // Vectorisable CPU passes over one vocabulary row: the reductions the verification
 // algorithm (core/verify_row.h) asks its executor for.
 //
-// Each pass walks the row once, in chunks that stay in L1, with kLanes independent
-// accumulators per chunk: GCC turns the fixed-width lane loops into SIMD code (AVX2/AVX-512
-// when the build enables them) without -ffast-math, because no floating-point reduction is
-// reassociated except by our own, fixed, lane order. Per-element math comes from core/.
+// Each pass walks the row once from memory, in chunks that stay in L1. The element loops are
+// `omp simd` loops (built with -fopenmp): the compiler vectorises them, reductions included,
+// for the instruction set the build enables (AVX2 / AVX-512), without -ffast-math. A sum's
+// lane order therefore depends on the vector width; every other value (keys, probabilities,
+// arg-maxes) is computed element by element with the shared functions of core/.
 #pragma once
 
 #include <algorithm>
@@ -20,8 +21,7 @@
 namespace dspark {
 namespace cpu {
 
-constexpr int kLanes = 16;
-constexpr int64_t kChunk = 1024;  // elements per chunk; a multiple of kLanes and of 4
+constexpr int64_t kChunk = 1024;  // elements per chunk: a multiple of 4 (one Philox call)
 
 inline float to_float(float x) { return x; }
 inline float to_float(c10::BFloat16 x) { return bits_float(static_cast<uint32_t>(x.x) << 16); }
@@ -74,66 +74,25 @@ inline void fill_neg_log_uniform(const RngStream& rng, int64_t begin, int64_t n,
   }
 }
 
-// Lane-parallel arg-max over a chunk of keys; indices are global vocabulary ids.
-struct LaneArgMax {
-  float key[kLanes];
-  int32_t idx[kLanes];
+// Arg-max over consecutive chunks of keys, ties to the lowest index: per chunk a SIMD max,
+// then (only when it beats the running best) a scan for its first occurrence. Max is exact,
+// so this is the same answer as a sequential scan; -inf keys are never taken.
+struct ChunkArgMax {
+  float key = kNegInf;
+  int64_t index = -1;
 
-  LaneArgMax() {
-    for (int l = 0; l < kLanes; ++l) {
-      key[l] = kNegInf;
-      idx[l] = -1;
-    }
-  }
-  // Keys of consecutive ids base..base+n-1; within a lane ids only grow, so strict '>'
-  // keeps the lowest id on ties.
   void offer_chunk(const float* __restrict__ keys, int64_t n, int64_t base) {
-    const int64_t full = n - n % kLanes;
-    for (int64_t i = 0; i < full; i += kLanes) {
-      for (int l = 0; l < kLanes; ++l) {
-        const float k = keys[i + l];
-        const bool gt = k > key[l];
-        key[l] = gt ? k : key[l];
-        idx[l] = gt ? static_cast<int32_t>(base + i + l) : idx[l];
-      }
+    float m = kNegInf;
+#pragma omp simd reduction(max : m)
+    for (int64_t i = 0; i < n; ++i) m = max_f(keys[i], m);
+    if (m > key) {  // strict: an equal key in a later chunk has a larger index
+      int64_t i = 0;
+      while (keys[i] != m) ++i;
+      key = m;
+      index = base + i;
     }
-    for (int64_t i = full; i < n; ++i) {
-      const int l = static_cast<int>(i - full);
-      if (keys[i] > key[l]) {
-        key[l] = keys[i];
-        idx[l] = static_cast<int32_t>(base + i);
-      }
-    }
-  }
-  ArgMax reduce() const {
-    ArgMax best = ArgMax::empty();
-    for (int l = 0; l < kLanes; ++l) best.offer(key[l], idx[l]);
-    return best;
   }
 };
-
-inline float lanes_max(const float* __restrict__ x, int64_t n) {
-  float m[kLanes];
-  for (int l = 0; l < kLanes; ++l) m[l] = kNegInf;
-  const int64_t full = n - n % kLanes;
-  for (int64_t i = 0; i < full; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) m[l] = max_f(x[i + l], m[l]);
-  for (int64_t i = full; i < n; ++i) m[0] = max_f(x[i], m[0]);
-  float r = kNegInf;
-  for (int l = 0; l < kLanes; ++l) r = max_f(m[l], r);
-  return r;
-}
-
-inline float lanes_sum_exp(const float* __restrict__ x, int64_t n, float shift) {
-  float s[kLanes] = {};
-  const int64_t full = n - n % kLanes;
-  for (int64_t i = 0; i < full; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) s[l] += exp_f(x[i + l] - shift);
-  for (int64_t i = full; i < n; ++i) s[0] += exp_f(x[i] - shift);
-  float r = 0.0f;
-  for (int l = 0; l < kLanes; ++l) r += s[l];
-  return r;
-}
 
 // log-sum-exp of the scaled row: one pass over memory, two over each L1-resident chunk.
 template <typename scalar_t>
@@ -142,10 +101,18 @@ float row_lse(const scalar_t* row, int64_t vocab, float inv_t) {
   SoftmaxStats acc{kNegInf, 0.0f};
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
-    load_scaled(row, c, n, inv_t, buf);
-    const float m = lanes_max(buf, n);
+    float m = kNegInf;
+#pragma omp simd reduction(max : m)
+    for (int64_t i = 0; i < n; ++i) {
+      const float s = masked_scaled(to_float(row[c + i]), inv_t);
+      buf[i] = s;
+      m = max_f(s, m);
+    }
     if (m == kNegInf) continue;  // fully masked chunk
-    acc = stats_merge(acc, SoftmaxStats{m, lanes_sum_exp(buf, n, m)});
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) sum += exp_f(buf[i] - m);
+    acc = stats_merge(acc, SoftmaxStats{m, sum});
   }
   return stats_lse(acc);
 }
@@ -154,13 +121,13 @@ float row_lse(const scalar_t* row, int64_t vocab, float inv_t) {
 template <typename scalar_t>
 int64_t row_argmax(const scalar_t* row, int64_t vocab) {
   alignas(64) float buf[kChunk];
-  LaneArgMax best;
+  ChunkArgMax best;
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
     load_scaled(row, c, n, 1.0f, buf);
     best.offer_chunk(buf, n, c);
   }
-  return best.reduce().index;
+  return best.index;
 }
 
 // Gumbel-max sample of softmax(row * inv_t).
@@ -168,15 +135,15 @@ template <typename scalar_t>
 int64_t row_sample(const scalar_t* row, int64_t vocab, float inv_t, const RngStream& rng) {
   alignas(64) float buf[kChunk];
   alignas(64) float e[kChunk];
-  LaneArgMax best;
+  ChunkArgMax best;
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
-    load_scaled(row, c, n, inv_t, buf);
     fill_neg_log_uniform(rng, c, n, e, /*reciprocal=*/false);
-    for (int64_t i = 0; i < n; ++i) buf[i] = gumbel_key(buf[i], e[i]);
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) buf[i] = gumbel_key(masked_scaled(to_float(row[c + i]), inv_t), e[i]);
     best.offer_chunk(buf, n, c);
   }
-  return best.reduce().index;
+  return best.index;
 }
 
 // Probabilities p (target) and q (draft, or the one-hot delta at `onehot`) of a chunk.
@@ -184,11 +151,11 @@ template <typename scalar_t>
 inline void chunk_probs(const scalar_t* t_row, const scalar_t* d_row, int64_t c, int64_t n,
                         float inv_t, float lse_t, float lse_d, int64_t onehot,
                         float* __restrict__ p, float* __restrict__ q) {
-  load_scaled(t_row, c, n, inv_t, p);
-  for (int64_t i = 0; i < n; ++i) p[i] = prob(p[i], lse_t);
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) p[i] = prob(masked_scaled(to_float(t_row[c + i]), inv_t), lse_t);
   if (d_row != nullptr) {
-    load_scaled(d_row, c, n, inv_t, q);
-    for (int64_t i = 0; i < n; ++i) q[i] = prob(q[i], lse_d);
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) q[i] = prob(masked_scaled(to_float(d_row[c + i]), inv_t), lse_d);
   } else {
     for (int64_t i = 0; i < n; ++i) q[i] = (c + i == onehot) ? 1.0f : 0.0f;
   }
@@ -200,17 +167,13 @@ float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vo
                         float inv_t, float w, float lse_t, float lse_d, int64_t onehot) {
   alignas(64) float p[kChunk];
   alignas(64) float q[kChunk];
-  float s[kLanes] = {};
+  float z = 0.0f;
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
     chunk_probs(t_row, d_row, c, n, inv_t, lse_t, lse_d, onehot, p, q);
-    const int64_t full = n - n % kLanes;
-    for (int64_t i = 0; i < full; i += kLanes)
-      for (int l = 0; l < kLanes; ++l) s[l] += residual_weight(w, p[i + l], q[i + l]);
-    for (int64_t i = full; i < n; ++i) s[0] += residual_weight(w, p[i], q[i]);
+#pragma omp simd reduction(+ : z)
+    for (int64_t i = 0; i < n; ++i) z += residual_weight(w, p[i], q[i]);
   }
-  float z = 0.0f;
-  for (int l = 0; l < kLanes; ++l) z += s[l];
   return z;
 }
 
@@ -223,11 +186,12 @@ int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, int64_
   alignas(64) float p[kChunk];
   alignas(64) float q[kChunk];
   alignas(64) float e[kChunk];
-  LaneArgMax best_res, best_p;
+  ChunkArgMax best_res, best_p;
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
     chunk_probs(t_row, d_row, c, n, inv_t, lse_t, lse_d, onehot, p, q);
     fill_neg_log_uniform(rng, c, n, e, /*reciprocal=*/true);
+#pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       const float rw = residual_weight(w, p[i], q[i]);
       q[i] = race_key(rw, e[i]);
@@ -236,8 +200,7 @@ int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, int64_
     best_res.offer_chunk(q, n, c);
     best_p.offer_chunk(p, n, c);
   }
-  const ArgMax r = best_res.reduce();
-  return r.index >= 0 ? r.index : best_p.reduce().index;
+  return best_res.index >= 0 ? best_res.index : best_p.index;
 }
 
 }  // namespace cpu
