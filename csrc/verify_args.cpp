@@ -45,6 +45,16 @@ at::Tensor checked_vector(const char* op, const char* name, const at::Tensor& t,
   return t.contiguous();
 }
 
+// Dtype, device and stride checks of draft logits whose shape was checked by the caller.
+at::Tensor checked_draft_logits(const char* op, const at::Tensor& d, const at::Tensor& target) {
+  TORCH_CHECK(d.scalar_type() == target.scalar_type(), op,
+              ": draft_logits must have the dtype of target_logits (", target.scalar_type(),
+              "), got ", d.scalar_type());
+  check_same_device(op, "draft_logits", d, target);
+  check_dense_last_dim(op, "draft_logits", d);
+  return d;
+}
+
 void check_sampling(const char* op, VerifyArgs& a, const std::optional<at::Tensor>& temperature,
                     const std::optional<at::Tensor>& seed,
                     const std::optional<at::Tensor>& offset) {
@@ -166,12 +176,7 @@ VerifyArgs make_padded_args(const char* op, const at::Tensor& target_logits,
                     d.size(2) == a.vocab,
                 op, ": draft_logits must be [B, K, V] = [", a.batch, ", ", a.max_draft, ", ",
                 a.vocab, "], got shape ", d.sizes());
-    TORCH_CHECK(d.scalar_type() == target_logits.scalar_type(), op,
-                ": draft_logits must have the dtype of target_logits (",
-                target_logits.scalar_type(), "), got ", d.scalar_type());
-    check_same_device(op, "draft_logits", d, target_logits);
-    check_dense_last_dim(op, "draft_logits", d);
-    a.draft = d;
+    a.draft = checked_draft_logits(op, d, target_logits);
   }
   if (num_draft.has_value()) {
     a.num_draft = checked_vector(op, "num_draft", *num_draft, at::kLong, a.batch, target_logits);
@@ -232,12 +237,7 @@ VerifyArgs make_ragged_args(const char* op, const at::Tensor& target_logits,
     TORCH_CHECK(d.dim() == 2 && d.size(0) == a.num_tokens && d.size(1) == a.vocab, op,
                 ": draft_logits must be [T, V] = [", a.num_tokens, ", ", a.vocab,
                 "] in the ragged layout, got shape ", d.sizes());
-    TORCH_CHECK(d.scalar_type() == target_logits.scalar_type(), op,
-                ": draft_logits must have the dtype of target_logits (",
-                target_logits.scalar_type(), "), got ", d.scalar_type());
-    check_same_device(op, "draft_logits", d, target_logits);
-    check_dense_last_dim(op, "draft_logits", d);
-    a.draft = d;
+    a.draft = checked_draft_logits(op, d, target_logits);
   }
   a.cu_num_draft = cu_num_draft.contiguous();
   if (target_logits.device().is_cpu()) {
