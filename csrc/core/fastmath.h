@@ -56,9 +56,12 @@ DSPARK_FN bool is_finite_f(float x) { return ::fabsf(x) <= kFloatMax; }
 
 // exp(x), Cephes-style: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, scale by 2^n.
 // Results below 2^-126 flush to zero (a probability that small never matters here);
-// x = -inf gives 0, x >= 88.72 gives +inf, NaN gives NaN.
+// x = -inf gives 0, x > 88.37 gives +inf (every caller passes x <= ~0: log-probabilities and
+// max-shifted logits), NaN gives NaN. The clamp is ordered so NaN passes
+// through, and n is read from the bits of the rounding sum (no float-to-int conversion, which
+// would be undefined for NaN); only one select remains, so the loops stay cheap.
 DSPARK_FN float exp_f(float x) {
-  const float xc = min_f(max_f(x, -87.33654f), 88.72283f);
+  const float xc = max_f(-87.33654f, min_f(88.72283f, x));
   // Round x/ln2 to nearest with the 1.5*2^23 trick (exact for |n| < 2^22).
   const float shifter = 12582912.0f;
   const float t = fma_f(xc, 1.44269504088896341f, shifter);
@@ -74,20 +77,16 @@ DSPARK_FN float exp_f(float x) {
   const float r2 = r * r;
   p = fma_f(p, r2, r);
   p = p + 1.0f;
-  const int32_t ni = static_cast<int32_t>(n);
-  const float scale = bits_float(static_cast<uint32_t>(ni + 127) << 23);
-  float y = p * scale;
-  y = (x < -87.33654f) ? 0.0f : y;
-  y = (x > 88.72283f) ? __builtin_huge_valf() : y;
-  y = (x != x) ? x : y;
-  return y;
+  // 2^n from the exponent field; n in [-126, 128], and 128 gives +inf.
+  const uint32_t n_bits = float_bits(t) - float_bits(shifter);  // n mod 2^32
+  const float y = p * bits_float((n_bits + 127u) << 23);
+  return (x < -87.33654f) ? 0.0f : y;
 }
 
-// log(x) for x > 0 normal, Cephes-style: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
-// log(1+f) by a degree-9 polynomial. log(0) = -inf, log(+inf) = +inf, x < 0 or NaN gives NaN.
-// Subnormal inputs are treated as 0 (never reached: callers pass sums >= 1 or uniforms
-// >= 2^-24 or -log of such uniforms).
-DSPARK_FN float log_f(float x) {
+// log(x) for a positive normal x (no special cases: the hot loops only pass such values, e.g.
+// uniforms in [2^-24, 1) and -log of those). Cephes-style: x = m 2^e with m in
+// [sqrt(1/2), sqrt(2)), log(1+f) by a degree-9 polynomial.
+DSPARK_FN float log_pos_f(float x) {
   const uint32_t bits = float_bits(x);
   int32_t e = static_cast<int32_t>((bits >> 23) & 0xFFu) - 126;
   float m = bits_float((bits & 0x007FFFFFu) | 0x3F000000u);  // m in [0.5, 1)
@@ -110,8 +109,14 @@ DSPARK_FN float log_f(float x) {
   y = fma_f(ef, -2.12194440e-4f, y);
   y = fma_f(-0.5f, z, y);
   float r = f + y;
-  r = fma_f(ef, 0.693359375f, r);
-  r = (x < 1.17549435e-38f) ? kNegInf : r;   // 0 and subnormals
+  return fma_f(ef, 0.693359375f, r);
+}
+
+// log(x) for any x: log(0) = -inf, log(+inf) = +inf, x < 0 or NaN gives NaN. Subnormal
+// inputs are treated as 0.
+DSPARK_FN float log_f(float x) {
+  float r = log_pos_f(x);
+  r = (x < 1.17549435e-38f) ? kNegInf : r;  // 0 and subnormals
   r = (x == __builtin_huge_valf()) ? x : r;
   r = (x < 0.0f || x != x) ? __builtin_nanf("") : r;
   return r;

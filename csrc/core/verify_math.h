@@ -87,7 +87,7 @@ DSPARK_FN float race_key(float weight, float inv_e) {
 
 // E_x = -log u_x from the lane's Philox word, and its reciprocal for race keys.
 DSPARK_FN float neg_log_uniform(uint32_t word) {
-  return -log_f(uniform_from_word(word));
+  return -log_pos_f(uniform_from_word(word));  // u in [2^-24, 1): normal, E in (0, 16.7]
 }
 DSPARK_FN float inv_neg_log_uniform(uint32_t word) {
   return 1.0f / neg_log_uniform(word);
@@ -96,7 +96,7 @@ DSPARK_FN float inv_neg_log_uniform(uint32_t word) {
 // Gumbel-max key: argmax_x scaled(x) - log(E_x) samples softmax(scaled) (the Gumbel noise is
 // -log(-log u)). Masked -> -inf.
 DSPARK_FN float gumbel_key(float scaled, float neg_log_u) {
-  return (scaled == kNegInf) ? kNegInf : scaled - log_f(neg_log_u);
+  return (scaled == kNegInf) ? kNegInf : scaled - log_pos_f(neg_log_u);
 }
 
 // Arg-max accumulator, ties to the lowest index (SPEC §2), -1 while empty.
