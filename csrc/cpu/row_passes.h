@@ -17,6 +17,7 @@
 #include "../core/fastmath.h"
 #include "../core/philox.h"
 #include "../core/verify_math.h"
+#include "philox_simd.h"
 
 namespace dspark {
 namespace cpu {
@@ -35,21 +36,15 @@ inline void load_scaled(const scalar_t* __restrict__ row, int64_t begin, int64_t
 }
 
 // E = -log u (or 1/E with `reciprocal`) for vocabulary lanes [begin, begin+n) of `rng`;
-// begin is a multiple of 4. Philox words are made four lanes at a time in SoA form so the
-// rounds vectorise across groups.
+// begin is a multiple of 4. Philox words are made four lanes at a time, in SoA form, many
+// groups per SIMD block (philox_simd.h).
 inline void fill_neg_log_uniform(const RngStream& rng, int64_t begin, int64_t n,
                                  float* __restrict__ out, bool reciprocal) {
   constexpr int kGroups = kChunk / 4;
   uint32_t w0[kGroups], w1[kGroups], w2[kGroups], w3[kGroups];
   const int64_t groups = (n + 3) / 4;
   const uint32_t g0 = static_cast<uint32_t>(begin / 4);
-  for (int64_t g = 0; g < groups; ++g) {
-    const Philox4x32Out o = rng.words(g0 + static_cast<uint32_t>(g));
-    w0[g] = o.v[0];
-    w1[g] = o.v[1];
-    w2[g] = o.v[2];
-    w3[g] = o.v[3];
-  }
+  philox_fill(rng, g0, groups, w0, w1, w2, w3);
   float e0[kGroups], e1[kGroups], e2[kGroups], e3[kGroups];
   if (reciprocal) {
     for (int64_t g = 0; g < groups; ++g) {
