@@ -56,9 +56,13 @@ struct CpuRowExec {
 template <typename scalar_t>
 void run_verify(VerifyArgs& args) {
   const VerifyProblem<scalar_t> pb = make_problem<scalar_t>(args);
-  // One request per task: a request reads up to 2(K+1) vocabulary rows, far above the
-  // grain at which threading pays.
-  at::parallel_for(0, pb.batch, 1, [&](int64_t begin, int64_t end) {
+  // Threads only pay when each task has real work: waking a pool costs microseconds on an
+  // idle machine and a scheduler time slice on a busy one. A request reads up to 2(K+1)
+  // vocabulary rows; group requests so a task covers at least kMinTaskElements logits.
+  constexpr int64_t kMinTaskElements = int64_t{1} << 17;
+  const int64_t per_request = std::max<int64_t>(1, 2 * (pb.max_draft + 1) * pb.vocab);
+  const int64_t grain = std::max<int64_t>(1, kMinTaskElements / per_request);
+  at::parallel_for(0, pb.batch, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       // Padding first: the algorithm writes only what it emits and tests.
       std::fill_n(pb.out_tokens + b * (pb.max_draft + 1), pb.max_draft + 1, int64_t{-1});

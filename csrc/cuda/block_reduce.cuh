@@ -37,16 +37,6 @@ __device__ __forceinline__ ArgMax shfl_xor(ArgMax v, int mask) {
   return ArgMax{__shfl_xor_sync(kFullMask, v.key, mask), static_cast<int64_t>(i)};
 }
 
-// The residual sampler races two candidates at once (residual and its fallback p), so the
-// pair is reduced in one round trip instead of two.
-struct ArgMaxPair {
-  ArgMax first;
-  ArgMax second;
-};
-__device__ __forceinline__ ArgMaxPair shfl_xor(ArgMaxPair v, int mask) {
-  return ArgMaxPair{shfl_xor(v.first, mask), shfl_xor(v.second, mask)};
-}
-
 struct SumOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
 };
@@ -63,22 +53,15 @@ struct ArgMaxOp {
     return a;
   }
 };
-struct ArgMaxPairOp {
-  __device__ __forceinline__ ArgMaxPair operator()(ArgMaxPair a, const ArgMaxPair& b) const {
-    a.first.merge(b.first);
-    a.second.merge(b.second);
-    return a;
-  }
-};
 
 // Shared scratch for one reduction at a time: one slot per warp, sized for the largest type.
 struct alignas(16) ReduceScratch {
   static constexpr int kMaxWarps = 32;
-  unsigned char bytes[kMaxWarps * sizeof(ArgMaxPair)];
+  unsigned char bytes[kMaxWarps * sizeof(ArgMax)];
 
   template <typename T>
   __device__ __forceinline__ T* slots() {
-    static_assert(sizeof(T) <= sizeof(ArgMaxPair), "ReduceScratch slot too small");
+    static_assert(sizeof(T) <= sizeof(ArgMax), "ReduceScratch slot too small");
     return reinterpret_cast<T*>(bytes);
   }
 };
@@ -114,10 +97,6 @@ __device__ __forceinline__ SoftmaxStats block_stats(SoftmaxStats v, ReduceScratc
 template <int kThreads>
 __device__ __forceinline__ ArgMax block_argmax(ArgMax v, ReduceScratch& s) {
   return block_reduce_broadcast<kThreads>(v, ArgMaxOp{}, s);
-}
-template <int kThreads>
-__device__ __forceinline__ ArgMaxPair block_argmax_pair(ArgMaxPair v, ReduceScratch& s) {
-  return block_reduce_broadcast<kThreads>(v, ArgMaxPairOp{}, s);
 }
 
 }  // namespace cuda

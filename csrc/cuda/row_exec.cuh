@@ -58,10 +58,8 @@ struct CudaRowExec {
 
   __device__ const scalar_t* target_row(int64_t k) const { return target + k * target_sk; }
   __device__ const scalar_t* draft_row(int64_t k) const { return draft + k * draft_sk; }
-  __device__ ResidualRows<scalar_t> residual_rows(int64_t k, float inv_t, float w, float lse_t,
-                                                  float lse_d, int64_t onehot) const {
-    return ResidualRows<scalar_t>{target_row(k), draft != nullptr ? draft_row(k) : nullptr,
-                                  vocab_, inv_t, w, lse_t, lse_d, onehot};
+  __device__ const scalar_t* draft_row_or_null(int64_t k) const {
+    return draft != nullptr ? draft_row(k) : nullptr;
   }
   __device__ static bool leader() { return threadIdx.x == 0; }
 
@@ -82,12 +80,14 @@ struct CudaRowExec {
   }
   __device__ float residual_mass(int64_t k, float inv_t, float w, float lse_t, float lse_d,
                                  int64_t onehot) {
-    return block_residual_mass<kThreads>(residual_rows(k, inv_t, w, lse_t, lse_d, onehot),
+    return block_residual_mass<kThreads>(target_row(k), draft_row_or_null(k), vocab_,
+                                         ResidualParams{inv_t, w, lse_t, lse_d, onehot},
                                          *scratch);
   }
   __device__ int64_t sample_residual(int64_t k, float inv_t, float w, float lse_t, float lse_d,
                                      int64_t onehot, RngStream rng) {
-    return block_sample_residual<kThreads>(residual_rows(k, inv_t, w, lse_t, lse_d, onehot), rng,
+    return block_sample_residual<kThreads>(target_row(k), draft_row_or_null(k), vocab_,
+                                           ResidualParams{inv_t, w, lse_t, lse_d, onehot}, rng,
                                            *scratch);
   }
   __device__ int64_t sample_target(int64_t k, float inv_t, RngStream rng) {

@@ -9,6 +9,10 @@
 // the row sums differs. Nothing per-vocabulary is stored: probabilities are recomputed from
 // the logits and the row's log-sum-exp where needed.
 //
+// The passes are __noinline__: the per-request control flow that calls them keeps many values
+// live, and inlining every pass into it pushed the kernel past 64 registers (so one block per
+// SM). As calls, the live state is saved once per pass, outside the vocabulary loops.
+//
 // Every function here contains block reductions: all threads of the block must call it.
 #pragma once
 
@@ -23,57 +27,114 @@
 namespace dspark {
 namespace cuda {
 
-// Units handled back to back per thread before any is consumed, to keep more loads in flight
-// (one block per request: with few requests, per-block memory parallelism sets the speed).
-constexpr int kUnroll = 2;
+// Units loaded back to back per thread before any is consumed, so several 16-byte loads are
+// in flight per thread (one block per request: with few requests, per-block memory
+// parallelism sets the speed). The sampling passes run at most once per request and carry
+// Philox state, so they take one unit at a time.
+constexpr int kStreamUnroll = 4;
+constexpr int kSampleUnroll = 1;
 
-// Calls fn(u) for this thread's units u = threadIdx.x + i * kThreads, in increasing u (so a
-// thread meets vocabulary ids in increasing order, as ArgMax ties expect).
-template <int kThreads, class Fn>
-__device__ __forceinline__ void for_each_unit(int64_t units, Fn&& fn) {
+// Where a pass reads its units from: one logits row, or a target row with its draft row.
+// load_fast may only be used when fast_units() > 0 and u < fast_units(): aligned rows, full
+// units, so it is a straight run of vector loads the compiler can issue together.
+template <typename scalar_t>
+struct OneRow {
+  static constexpr int kLanes = Unit<scalar_t>::kLanes;
+  using Raw = RawUnit;
+  const scalar_t* row;
+  int64_t vocab;
+  bool aligned;
+
+  __device__ OneRow(const scalar_t* r, int64_t v) : row(r), vocab(v), aligned(aligned16(r)) {}
+  __device__ int64_t fast_units() const { return aligned ? vocab / kLanes : 0; }
+  __device__ void load_fast(int64_t u, Raw& r) const { r = load_unit_vector(row, u * kLanes); }
+  __device__ void load_checked(int64_t u, Raw& r) const {
+    r = load_unit(row, aligned, u * kLanes, vocab);
+  }
+};
+
+// kHasDraft = false: one-hot drafts, only the target row is read.
+template <typename scalar_t, bool kHasDraft>
+struct TwoRows {
+  static constexpr int kLanes = Unit<scalar_t>::kLanes;
+  struct Raw {
+    RawUnit t, d;
+  };
+  const scalar_t* target;
+  const scalar_t* draft;
+  int64_t vocab;
+  bool t_aligned, d_aligned;
+
+  __device__ TwoRows(const scalar_t* t, const scalar_t* d, int64_t v)
+      : target(t), draft(d), vocab(v), t_aligned(aligned16(t)),
+        d_aligned(kHasDraft && aligned16(d)) {}
+  __device__ int64_t fast_units() const {
+    return (t_aligned && (!kHasDraft || d_aligned)) ? vocab / kLanes : 0;
+  }
+  __device__ void load_fast(int64_t u, Raw& r) const {
+    r.t = load_unit_vector(target, u * kLanes);
+    if constexpr (kHasDraft) r.d = load_unit_vector(draft, u * kLanes);
+  }
+  __device__ void load_checked(int64_t u, Raw& r) const {
+    r.t = load_unit(target, t_aligned, u * kLanes, vocab);
+    if constexpr (kHasDraft) r.d = load_unit(draft, d_aligned, u * kLanes, vocab);
+  }
+};
+
+// Calls fn(u, raw) for this thread's units u = threadIdx.x + i * kThreads, in increasing u, so
+// a thread meets vocabulary ids in increasing order (ThreadArgMax relies on it).
+template <int kThreads, int kUnroll, class Src, class Fn>
+__device__ __forceinline__ void stream_row(const Src& src, Fn&& fn) {
+  constexpr int kLanes = Src::kLanes;
+  const int64_t units = (src.vocab + kLanes - 1) / kLanes;
+  const int64_t fast_units = src.fast_units();
   int64_t u = threadIdx.x;
-  for (; u + (kUnroll - 1) * kThreads < units; u += kUnroll * kThreads) {
+  for (; u + (kUnroll - 1) * kThreads < fast_units; u += kUnroll * kThreads) {
+    typename Src::Raw r[kUnroll];
 #pragma unroll
-    for (int j = 0; j < kUnroll; ++j) fn(u + j * kThreads);
+    for (int j = 0; j < kUnroll; ++j) src.load_fast(u + j * kThreads, r[j]);
+#pragma unroll
+    for (int j = 0; j < kUnroll; ++j) fn(u + j * kThreads, r[j]);
   }
-  for (; u < units; u += kThreads) fn(u);
-}
-
-template <typename scalar_t>
-__device__ __forceinline__ int64_t unit_count(int64_t vocab) {
-  constexpr int kLanes = Unit<scalar_t>::kLanes;
-  return (vocab + kLanes - 1) / kLanes;
-}
-
-// Philox words of unit u: lane v = u * kLanes + i uses word v % 4 of group v / 4, exactly the
-// CPU layout, with one Philox call per 4 lanes. Groups fit in 32 bits since V < 2^31.
-template <typename scalar_t>
-__device__ __forceinline__ void unit_words(const RngStream& rng, int64_t u,
-                                           uint32_t (&w)[Unit<scalar_t>::kLanes]) {
-  constexpr int kGroups = Unit<scalar_t>::kPhiloxGroups;
-#pragma unroll
-  for (int g = 0; g < kGroups; ++g) {
-    const Philox4x32Out o = rng.words(static_cast<uint32_t>(u * kGroups + g));
-#pragma unroll
-    for (int j = 0; j < 4; ++j) w[4 * g + j] = o.v[j];
+  // Leftover full units, the partial tail unit, and whole misaligned rows.
+  for (; u < units; u += kThreads) {
+    typename Src::Raw r;
+    src.load_checked(u, r);
+    fn(u, r);
   }
 }
+
+// One thread's running arg-max. Ids arrive in increasing order, so a strict '>' keeps the
+// lowest id among equal keys, and -inf (masked) keys are never taken: the same selection as
+// ArgMax::offer. The id is kept in 32 bits (V < 2^31; only in-vocabulary lanes, whose keys are
+// finite, are ever taken) to save registers in the Philox-heavy sampling loops.
+struct ThreadArgMax {
+  float key = kNegInf;
+  int32_t index = -1;
+
+  __device__ __forceinline__ void offer(float k, int64_t i) {
+    if (k > key) {
+      key = k;
+      index = static_cast<int32_t>(i);
+    }
+  }
+  __device__ __forceinline__ ArgMax get() const { return ArgMax{key, index}; }
+};
 
 // log-sum-exp of the scaled row (-inf when fully masked), one read of the row. Each thread
 // keeps an online (max, sum) pair, rescaling only when its max grows.
 template <int kThreads, typename scalar_t>
-__device__ float block_row_lse(const scalar_t* row, int64_t vocab, float inv_t,
-                               ReduceScratch& scratch) {
-  constexpr int kLanes = Unit<scalar_t>::kLanes;
-  const bool aligned = aligned16(row);
+__device__ __noinline__ float block_row_lse(const scalar_t* row, int64_t vocab, float inv_t,
+                                            ReduceScratch& scratch) {
+  using Src = OneRow<scalar_t>;
+  constexpr int kLanes = Src::kLanes;
   float m = kNegInf, s = 0.0f;
-  for_each_unit<kThreads>(unit_count<scalar_t>(vocab), [&](int64_t u) {
+  stream_row<kThreads, kStreamUnroll>(Src(row, vocab), [&](int64_t, const RawUnit& r) {
     float x[kLanes];
-    load_unit(row, aligned, u * kLanes, vocab, x);
     float um = kNegInf;
 #pragma unroll
     for (int i = 0; i < kLanes; ++i) {
-      x[i] = masked_scaled(x[i], inv_t);
+      x[i] = masked_scaled(lane<scalar_t>(r, i), inv_t);
       um = max_f(x[i], um);
     }
     if (um > m) {
@@ -82,7 +143,7 @@ __device__ float block_row_lse(const scalar_t* row, int64_t vocab, float inv_t,
     }
     if (m != kNegInf) {
 #pragma unroll
-      for (int i = 0; i < kLanes; ++i) s += exp_f(x[i] - m);  // masked lanes add exp(-inf) = 0
+      for (int i = 0; i < kLanes; ++i) s += exp_f(x[i] - m);  // masked: exp(-inf) = 0
     }
   });
   return stats_lse(block_stats<kThreads>(SoftmaxStats{m, s}, scratch));
@@ -90,113 +151,147 @@ __device__ float block_row_lse(const scalar_t* row, int64_t vocab, float inv_t,
 
 // Greedy arg-max of the raw (masked) logits, lowest index on ties; -1 when all are masked.
 template <int kThreads, typename scalar_t>
-__device__ int64_t block_row_argmax(const scalar_t* row, int64_t vocab, ReduceScratch& scratch) {
-  constexpr int kLanes = Unit<scalar_t>::kLanes;
-  const bool aligned = aligned16(row);
-  ArgMax best = ArgMax::empty();
-  for_each_unit<kThreads>(unit_count<scalar_t>(vocab), [&](int64_t u) {
-    float x[kLanes];
-    const int64_t v0 = u * kLanes;
-    load_unit(row, aligned, v0, vocab, x);
+__device__ __noinline__ int64_t block_row_argmax(const scalar_t* row, int64_t vocab,
+                                                 ReduceScratch& scratch) {
+  using Src = OneRow<scalar_t>;
+  constexpr int kLanes = Src::kLanes;
+  ThreadArgMax best;
+  stream_row<kThreads, kStreamUnroll>(Src(row, vocab), [&](int64_t u, const RawUnit& r) {
 #pragma unroll
-    for (int i = 0; i < kLanes; ++i) best.offer(masked_scaled(x[i], 1.0f), v0 + i);
+    for (int i = 0; i < kLanes; ++i) {
+      best.offer(masked_scaled(lane<scalar_t>(r, i), 1.0f), u * kLanes + i);
+    }
   });
-  return block_argmax<kThreads>(best, scratch).index;
+  return block_argmax<kThreads>(best.get(), scratch).index;
 }
+
+// The sampling passes draw Philox words per unit: lane v = u * kLanes + i uses word v % 4 of
+// group v / 4 (group u * kGroups + i / 4, word i % 4), exactly the CPU layout, with one
+// Philox call per 4 lanes. Groups fit in 32 bits since V < 2^31.
 
 // Gumbel-max sample of softmax(row * inv_t); -1 only for a fully masked row.
 template <int kThreads, typename scalar_t>
-__device__ int64_t block_row_sample(const scalar_t* row, int64_t vocab, float inv_t,
-                                    const RngStream& rng, ReduceScratch& scratch) {
-  constexpr int kLanes = Unit<scalar_t>::kLanes;
-  const bool aligned = aligned16(row);
-  ArgMax best = ArgMax::empty();
-  for_each_unit<kThreads>(unit_count<scalar_t>(vocab), [&](int64_t u) {
-    float x[kLanes];
-    uint32_t w[kLanes];
-    const int64_t v0 = u * kLanes;
-    load_unit(row, aligned, v0, vocab, x);
-    unit_words<scalar_t>(rng, u, w);
+__device__ __noinline__ int64_t block_row_sample(const scalar_t* row, int64_t vocab, float inv_t,
+                                                 RngStream rng, ReduceScratch& scratch) {
+  using Src = OneRow<scalar_t>;
+  constexpr int kLanes = Src::kLanes;
+  ThreadArgMax best;
+  constexpr int kGroups = Unit<scalar_t>::kPhiloxGroups;
+  stream_row<kThreads, kSampleUnroll>(Src(row, vocab), [&](int64_t u, const RawUnit& r) {
 #pragma unroll
-    for (int i = 0; i < kLanes; ++i) {
-      best.offer(gumbel_key(masked_scaled(x[i], inv_t), neg_log_uniform(w[i])), v0 + i);
-    }
-  });
-  return block_argmax<kThreads>(best, scratch).index;
-}
-
-// The two rows of a residual pass: p from the target row, q from the draft row or, for
-// one-hot drafts (draft == nullptr), the delta at `onehot`.
-template <typename scalar_t>
-struct ResidualRows {
-  const scalar_t* target;
-  const scalar_t* draft;  // nullptr: one-hot drafts
-  int64_t vocab;
-  float inv_t, w, lse_t, lse_d;
-  int64_t onehot;
-
-  // p and q of the lanes of unit u, as the CPU's chunk_probs computes them.
-  __device__ __forceinline__ void probs(int64_t u, bool t_aligned, bool d_aligned,
-                                        float (&p)[Unit<scalar_t>::kLanes],
-                                        float (&q)[Unit<scalar_t>::kLanes]) const {
-    constexpr int kLanes = Unit<scalar_t>::kLanes;
-    const int64_t v0 = u * kLanes;
-    load_unit(target, t_aligned, v0, vocab, p);
-    if (draft != nullptr) load_unit(draft, d_aligned, v0, vocab, q);
+    for (int g = 0; g < kGroups; ++g) {
+      const Philox4x32Out o = rng.words(static_cast<uint32_t>(u * kGroups + g));
 #pragma unroll
-    for (int i = 0; i < kLanes; ++i) {
-      p[i] = prob(masked_scaled(p[i], inv_t), lse_t);
-      if (draft != nullptr) {
-        q[i] = prob(masked_scaled(q[i], inv_t), lse_d);
-      } else {
-        const int64_t v = v0 + i;
-        q[i] = (v < vocab && v == onehot) ? 1.0f : 0.0f;
+      for (int j = 0; j < 4; ++j) {
+        const int i = 4 * g + j;
+        const float scaled = masked_scaled(lane<scalar_t>(r, i), inv_t);
+        best.offer(gumbel_key(scaled, neg_log_uniform(o.v[j])), u * kLanes + i);
       }
     }
-  }
+  });
+  return block_argmax<kThreads>(best.get(), scratch).index;
+}
+
+// What a residual pass needs besides the rows: max(w p - q, 0) with p = softmax(target / T),
+// q = softmax(draft / T) or, for one-hot drafts, the delta at `onehot`.
+struct ResidualParams {
+  float inv_t, w, lse_t, lse_d;
+  int64_t onehot;
 };
 
-// Z = sum_x max(w p(x) - q(x), 0).
-template <int kThreads, typename scalar_t>
-__device__ float block_residual_mass(const ResidualRows<scalar_t>& rr, ReduceScratch& scratch) {
-  constexpr int kLanes = Unit<scalar_t>::kLanes;
-  const bool t_aligned = aligned16(rr.target);
-  const bool d_aligned = rr.draft != nullptr && aligned16(rr.draft);
+// p and q of lane i of unit u, as the CPU's chunk_probs computes them.
+template <typename scalar_t, bool kHasDraft>
+__device__ __forceinline__ void lane_probs(const ResidualParams& rp, int64_t u, int i,
+                                           int64_t vocab,
+                                           const typename TwoRows<scalar_t, kHasDraft>::Raw& r,
+                                           float& p, float& q) {
+  p = prob(masked_scaled(lane<scalar_t>(r.t, i), rp.inv_t), rp.lse_t);
+  if constexpr (kHasDraft) {
+    q = prob(masked_scaled(lane<scalar_t>(r.d, i), rp.inv_t), rp.lse_d);
+  } else {
+    const int64_t v = u * Unit<scalar_t>::kLanes + i;
+    q = (v < vocab && v == rp.onehot) ? 1.0f : 0.0f;
+  }
+}
+
+template <int kThreads, typename scalar_t, bool kHasDraft>
+__device__ __forceinline__ float residual_mass_pass(const scalar_t* target, const scalar_t* draft,
+                                                    int64_t vocab, const ResidualParams& rp,
+                                                    ReduceScratch& scratch) {
+  using Src = TwoRows<scalar_t, kHasDraft>;
+  constexpr int kLanes = Src::kLanes;
   float z = 0.0f;
-  for_each_unit<kThreads>(unit_count<scalar_t>(rr.vocab), [&](int64_t u) {
-    float p[kLanes], q[kLanes];
-    rr.probs(u, t_aligned, d_aligned, p, q);
+  stream_row<kThreads, kStreamUnroll>(Src(target, draft, vocab),
+                                      [&](int64_t u, const typename Src::Raw& r) {
 #pragma unroll
-    for (int i = 0; i < kLanes; ++i) z += residual_weight(rr.w, p[i], q[i]);
+    for (int i = 0; i < kLanes; ++i) {
+      float p, q;
+      lane_probs<scalar_t, kHasDraft>(rp, u, i, vocab, r, p, q);
+      z += residual_weight(rp.w, p, q);
+    }
   });
   return block_sum<kThreads>(z, scratch);
 }
 
-// Exponential race over max(w p - q, 0), with the same race over p as the fallback when the
-// residual has no mass (as on the CPU, both share each lane's 1/E); -1 only when the target
-// row is fully masked.
+// Z = sum_x max(w p(x) - q(x), 0). draft == nullptr: one-hot drafts.
 template <int kThreads, typename scalar_t>
-__device__ int64_t block_sample_residual(const ResidualRows<scalar_t>& rr, const RngStream& rng,
-                                         ReduceScratch& scratch) {
-  constexpr int kLanes = Unit<scalar_t>::kLanes;
-  const bool t_aligned = aligned16(rr.target);
-  const bool d_aligned = rr.draft != nullptr && aligned16(rr.draft);
-  ArgMaxPair best{ArgMax::empty(), ArgMax::empty()};  // (residual, fallback p)
-  for_each_unit<kThreads>(unit_count<scalar_t>(rr.vocab), [&](int64_t u) {
-    float p[kLanes], q[kLanes];
-    uint32_t w[kLanes];
-    rr.probs(u, t_aligned, d_aligned, p, q);
-    unit_words<scalar_t>(rng, u, w);
-    const int64_t v0 = u * kLanes;
+__device__ __noinline__ float block_residual_mass(const scalar_t* target, const scalar_t* draft,
+                                                  int64_t vocab, ResidualParams rp,
+                                                  ReduceScratch& scratch) {
+  return draft != nullptr
+             ? residual_mass_pass<kThreads, scalar_t, true>(target, draft, vocab, rp, scratch)
+             : residual_mass_pass<kThreads, scalar_t, false>(target, draft, vocab, rp, scratch);
+}
+
+// One exponential race over the row: weights max(w p - q, 0) (the residual), or p alone
+// (kOverP, the fallback). Keys are race_key(weight, 1/E) with each lane's Philox E, as on
+// the CPU.
+template <int kThreads, typename scalar_t, bool kHasDraft, bool kOverP>
+__device__ __forceinline__ int64_t race_pass(const scalar_t* target, const scalar_t* draft,
+                                             int64_t vocab, const ResidualParams& rp,
+                                             const RngStream& rng, ReduceScratch& scratch) {
+  using Src = TwoRows<scalar_t, kHasDraft>;
+  constexpr int kLanes = Src::kLanes;
+  constexpr int kGroups = Unit<scalar_t>::kPhiloxGroups;
+  ThreadArgMax best;
+  stream_row<kThreads, kSampleUnroll>(Src(target, draft, vocab),
+                                      [&](int64_t u, const typename Src::Raw& r) {
+    // One Philox group at a time keeps only four words live.
 #pragma unroll
-    for (int i = 0; i < kLanes; ++i) {
-      const float inv_e = inv_neg_log_uniform(w[i]);
-      best.first.offer(race_key(residual_weight(rr.w, p[i], q[i]), inv_e), v0 + i);
-      best.second.offer(race_key(p[i], inv_e), v0 + i);
+    for (int g = 0; g < kGroups; ++g) {
+      const Philox4x32Out o = rng.words(static_cast<uint32_t>(u * kGroups + g));
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int i = 4 * g + j;
+        float p, q;
+        lane_probs<scalar_t, kHasDraft>(rp, u, i, vocab, r, p, q);
+        const float weight = kOverP ? p : residual_weight(rp.w, p, q);
+        best.offer(race_key(weight, inv_neg_log_uniform(o.v[j])), u * kLanes + i);
+      }
     }
   });
-  const ArgMaxPair r = block_argmax_pair<kThreads>(best, scratch);
-  return r.first.index >= 0 ? r.first.index : r.second.index;
+  return block_argmax<kThreads>(best.get(), scratch).index;
+}
+
+// Exponential race over max(w p - q, 0); when the residual has no mass (only by rounding),
+// the same race over p, with the same E per lane, as the CPU's fallback. That second pass
+// runs only in that rare case instead of racing both in every pass (registers: the fused
+// version spilled at 64). -1 only when the target row is fully masked. draft == nullptr:
+// one-hot drafts.
+template <int kThreads, typename scalar_t>
+__device__ __noinline__ int64_t block_sample_residual(const scalar_t* target,
+                                                      const scalar_t* draft, int64_t vocab,
+                                                      ResidualParams rp, RngStream rng,
+                                                      ReduceScratch& scratch) {
+  int64_t y = draft != nullptr
+                  ? race_pass<kThreads, scalar_t, true, false>(target, draft, vocab, rp, rng,
+                                                               scratch)
+                  : race_pass<kThreads, scalar_t, false, false>(target, draft, vocab, rp, rng,
+                                                                scratch);
+  if (y < 0) {  // broadcast value: the whole block takes this branch or none of it does
+    y = race_pass<kThreads, scalar_t, false, true>(target, nullptr, vocab, rp, rng, scratch);
+  }
+  return y;
 }
 
 }  // namespace cuda

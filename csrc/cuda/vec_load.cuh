@@ -10,8 +10,6 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
-#include "../core/fastmath.h"
-
 namespace dspark {
 namespace cuda {
 
@@ -25,20 +23,42 @@ struct Unit {
   static_assert(kLanes % 4 == 0, "a unit must hold whole Philox groups");
 };
 
-__device__ __forceinline__ float bf16_bits_to_float(uint32_t bits16) {
-  return __uint_as_float(bits16 << 16);
-}
-__device__ __forceinline__ float half_bits_to_float(uint32_t bits16) {
-  return __half2float(__ushort_as_half(static_cast<unsigned short>(bits16)));
+// Element formats: the raw bits of one logit and their exact conversion to float32.
+template <typename scalar_t>
+struct Elem;
+template <>
+struct Elem<float> {
+  using Bits = unsigned int;
+  static constexpr uint32_t kNegInfBits = 0xFF800000u;
+  __device__ static __forceinline__ float to_float(uint32_t bits) { return __uint_as_float(bits); }
+};
+template <>
+struct Elem<c10::BFloat16> {
+  using Bits = unsigned short;
+  static constexpr uint32_t kNegInfBits = 0xFF80u;
+  __device__ static __forceinline__ float to_float(uint32_t bits) {
+    return __uint_as_float(bits << 16);
+  }
+};
+template <>
+struct Elem<c10::Half> {
+  using Bits = unsigned short;
+  static constexpr uint32_t kNegInfBits = 0xFC00u;
+  __device__ static __forceinline__ float to_float(uint32_t bits) {
+    return __half2float(__ushort_as_half(static_cast<unsigned short>(bits)));
+  }
+};
+
+// Bits of one element through the read-only path (inputs are immutable for the kernel's life).
+template <typename scalar_t>
+__device__ __forceinline__ uint32_t load_bits(const scalar_t* p) {
+  return __ldg(reinterpret_cast<const typename Elem<scalar_t>::Bits*>(p));
 }
 
-// One element through the read-only path (all inputs are immutable for the kernel's life).
-__device__ __forceinline__ float load_scalar(const float* p) { return __ldg(p); }
-__device__ __forceinline__ float load_scalar(const c10::BFloat16* p) {
-  return bf16_bits_to_float(__ldg(reinterpret_cast<const unsigned short*>(p)));
-}
-__device__ __forceinline__ float load_scalar(const c10::Half* p) {
-  return half_bits_to_float(__ldg(reinterpret_cast<const unsigned short*>(p)));
+// One element as float32.
+template <typename scalar_t>
+__device__ __forceinline__ float load_scalar(const scalar_t* p) {
+  return Elem<scalar_t>::to_float(load_bits(p));
 }
 
 // Row starts come from strides (views, ragged offsets, odd V), so alignment is a per-row
@@ -48,48 +68,66 @@ __device__ __forceinline__ bool aligned16(const T* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
-// Unpack one 16-byte word into the unit's floats.
-__device__ __forceinline__ void unpack(const uint4 w, const float*, float (&x)[4]) {
-  x[0] = __uint_as_float(w.x);
-  x[1] = __uint_as_float(w.y);
-  x[2] = __uint_as_float(w.z);
-  x[3] = __uint_as_float(w.w);
-}
-__device__ __forceinline__ void unpack(const uint4 w, const c10::BFloat16*, float (&x)[8]) {
-  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {  // little endian: the lower half is the lower lane
-    x[2 * i] = bf16_bits_to_float(words[i] & 0xFFFFu);
-    x[2 * i + 1] = bf16_bits_to_float(words[i] >> 16);
-  }
-}
-__device__ __forceinline__ void unpack(const uint4 w, const c10::Half*, float (&x)[8]) {
-  const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    x[2 * i] = half_bits_to_float(words[i] & 0xFFFFu);
-    x[2 * i + 1] = half_bits_to_float(words[i] >> 16);
+// One unit's 16 bytes, kept packed as loaded: 8 half-precision lanes then take 4 registers
+// instead of 8, which is what lets the passes keep several units in flight (and the Philox
+// sampling passes run without spills) within 64 registers. Lanes are converted where used.
+struct RawUnit {
+  uint32_t w[4];
+};
+
+// Lane i (a compile-time constant after unrolling) of a unit as float32. Little endian: the
+// lower half of a 32-bit word is the lower lane.
+template <typename scalar_t>
+__device__ __forceinline__ float lane(const RawUnit& r, int i) {
+  if constexpr (sizeof(scalar_t) == 4) {
+    return Elem<scalar_t>::to_float(r.w[i]);
+  } else {
+    return Elem<scalar_t>::to_float((r.w[i / 2] >> (16 * (i % 2))) & 0xFFFFu);
   }
 }
 
-// Lanes [v0, v0 + kLanes) of `row` (v0 a multiple of kLanes). Lanes at or past `vocab` are
-// never read and come back as -inf, which every pass treats as masked (probability 0, never an
-// arg-max), so the tail needs no special case downstream.
+// Lanes [v0, v0 + kLanes) of an aligned row, v0 + kLanes <= V: one 16-byte load.
 template <typename scalar_t>
-__device__ __forceinline__ void load_unit(const scalar_t* row, bool row_aligned, int64_t v0,
-                                          int64_t vocab,
-                                          float (&x)[Unit<scalar_t>::kLanes]) {
+__device__ __forceinline__ RawUnit load_unit_vector(const scalar_t* row, int64_t v0) {
+  const uint4 q = __ldg(reinterpret_cast<const uint4*>(row + v0));
+  return RawUnit{{q.x, q.y, q.z, q.w}};
+}
+
+// Packs per-lane bits into a unit.
+template <typename scalar_t>
+__device__ __forceinline__ RawUnit pack_lanes(const uint32_t (&bits)[Unit<scalar_t>::kLanes]) {
+  RawUnit r;
+  if constexpr (sizeof(scalar_t) == 4) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) r.w[j] = bits[j];
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) r.w[j] = bits[2 * j] | (bits[2 * j + 1] << 16);
+  }
+  return r;
+}
+
+// Lanes [v0, v0 + kLanes) of any row (v0 a multiple of kLanes). Lanes at or past `vocab` are
+// never read and come back as -inf, which every pass treats as masked (probability 0, never
+// an arg-max), so the tail needs no special case downstream. A full unit of a misaligned row
+// issues its scalar loads unconditionally so they are all in flight together.
+template <typename scalar_t>
+__device__ __forceinline__ RawUnit load_unit(const scalar_t* row, bool row_aligned, int64_t v0,
+                                             int64_t vocab) {
   constexpr int kLanes = Unit<scalar_t>::kLanes;
-  if (row_aligned && v0 + kLanes <= vocab) {
-    const uint4 w = __ldg(reinterpret_cast<const uint4*>(row + v0));
-    unpack(w, row, x);
+  uint32_t bits[kLanes];
+  if (v0 + kLanes <= vocab) {
+    if (row_aligned) return load_unit_vector(row, v0);
+#pragma unroll
+    for (int i = 0; i < kLanes; ++i) bits[i] = load_bits(row + v0 + i);
   } else {
 #pragma unroll
     for (int i = 0; i < kLanes; ++i) {
       const int64_t v = v0 + i;
-      x[i] = (v < vocab) ? load_scalar(row + v) : kNegInf;
+      bits[i] = (v < vocab) ? load_bits(row + v) : Elem<scalar_t>::kNegInfBits;
     }
   }
+  return pack_lanes<scalar_t>(bits);
 }
 
 }  // namespace cuda

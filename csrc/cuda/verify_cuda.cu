@@ -4,7 +4,7 @@
 //
 // Value checks that would need a host synchronisation (ragged offsets, num_draft range,
 // temperatures, draft ids) are not made on the host: a row with an invalid value is left empty
-// (accepted = num_emitted = 0, tokens and flags stay -1) and nothing is read out of bounds.
+// (accepted = num_emitted = 0, tokens -1, flags untested) and nothing is read out of bounds.
 #include <cstdint>
 #include <limits>
 
@@ -14,52 +14,27 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include "../core/verify_row.h"
+#include "verify_kernel.cuh"
 #include "../verify_args.h"
 #include "block_reduce.cuh"
-#include "row_exec.cuh"
 
 namespace dspark {
 namespace cuda {
 namespace {
 
-// 16 warps: enough loads in flight per request to stream a 150k-entry row, while a batch of
-// a few hundred requests still fills every SM several blocks deep.
+// 16 warps per request: enough loads in flight to stream a 150k-entry row. Two resident
+// blocks per SM caps registers at 64 per thread; the streaming passes (log-sum-exp, arg-max,
+// residual mass) fit without spills because they are separate calls (row_passes.cuh), the
+// once-per-request sampling passes spill a few words, and the per-request control flow saves
+// its state around the calls.
 constexpr int kThreads = 512;
-
-// True when every verified draft id of the row lies in [0, V). The CPU op raises on such ids;
-// here the row is left empty instead (verify_row.h alone would turn them into rejections).
-template <typename scalar_t>
-__device__ bool draft_ids_valid(const VerifyProblem<scalar_t>& pb, int64_t b, int64_t num_draft) {
-  bool bad = false;
-  for (int64_t k = threadIdx.x; k < num_draft; k += kThreads) {
-    const int64_t x = pb.draft_token(b, k);
-    bad = bad || x < 0 || x >= pb.vocab;
-  }
-  return __syncthreads_or(bad) == 0;
-}
+constexpr int kMinBlocksPerSm = 2;
 
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads) verify_rows_kernel(const VerifyProblem<scalar_t> pb) {
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
+    verify_rows_kernel(const VerifyProblem<scalar_t> pb) {
   __shared__ ReduceScratch scratch;
-  const int64_t b = blockIdx.x;
-  // Every branch below depends only on values all threads read alike, so the block stays
-  // uniform (each thread reaches each barrier).
-  const int64_t num_draft = pb.row_num_draft(b);
-  if (num_draft < 0 || !draft_ids_valid(pb, b, num_draft)) {
-    if (threadIdx.x == 0) {
-      pb.accepted[b] = 0;
-      pb.num_emitted[b] = 0;
-    }
-    return;
-  }
-  auto ex = CudaRowExec<scalar_t, kThreads>::make(pb, b, &scratch);
-  RowParams rp;
-  rp.num_draft = num_draft;
-  rp.temperature = pb.row_temperature(b);
-  rp.seed = pb.seed != nullptr ? pb.seed[b] : 0;
-  rp.offset = pb.offset != nullptr ? pb.offset[b] : 0;
-  verify_row(ex, rp, pb.block_method);
+  verify_request<scalar_t, kThreads>(pb, static_cast<int64_t>(blockIdx.x), scratch);
 }
 
 template <typename scalar_t>
