@@ -63,8 +63,10 @@ ScheduleArgs make_schedule_args(const char* op, const at::Tensor& confidence,
               ": confidence has R = 0 requests; there is nothing to schedule (skip the call)");
   TORCH_CHECK(a.max_draft >= 1, op, ": confidence must have K >= 1 draft positions, got shape ",
               confidence.sizes());
-  TORCH_CHECK(a.num_requests <= (int64_t{1} << 30) && a.max_draft <= (int64_t{1} << 20), op,
-              ": confidence shape ", confidence.sizes(), " is too large (R <= 2^30, K <= 2^20)");
+  TORCH_CHECK(a.num_requests <= (int64_t{1} << 30) && a.max_draft <= (int64_t{1} << 20) &&
+                  a.num_requests * a.max_draft < (int64_t{1} << 31),
+              op, ": confidence shape ", confidence.sizes(),
+              " is too large (R <= 2^30, K <= 2^20, R*K < 2^31)");
   a.confidence = confidence.contiguous();
 
   if (max_batch_tokens.has_value()) {

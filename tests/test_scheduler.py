@@ -93,6 +93,31 @@ def test_matches_reference_random(mode, dtype):
                 assert a[r, lengths[r] - 1] > 0
 
 
+@pytest.mark.parametrize("values", ["continuous", "quantised", "close"])
+@pytest.mark.parametrize("mode", MODES)
+def test_matches_reference_large(mode, values):
+    """Large batches: the CPU kernel switches from the lazy heap to sorting the rest of the
+    path (global search, large capacities, and a causal scan that goes far on a flat curve);
+    'close' values tie in their high 32 bits but not in full (the sort's fix-up pass)."""
+    rng = random.Random(f"{mode}-{values}")
+    for rows, k in [(200, 16), (37, 9), (300, 3)]:
+        if values == "continuous":
+            conf = [[rng.uniform(0.5, 1.0) for _ in range(k)] for _ in range(rows)]
+        elif values == "quantised":
+            conf = [[rng.choice([0.0, 0.5, 0.75, 1.0, 1.0, 1.0]) for _ in range(k)]
+                    for _ in range(rows)]
+        else:
+            conf = [[1.0 - rng.randint(0, 3) * 2.0 ** -40 for _ in range(k)] for _ in range(rows)]
+        largest = rows * (k + 1)
+        for kind in ("flat", "cliffs"):
+            sps = sps_curve(kind, largest + 1, rng)
+            c = torch.tensor(conf, dtype=torch.float64)
+            cap = rng.randint(0, rows * k)
+            expect = run_ref(mode, c, sps, None, None, cap)
+            assert_same(run_op(mode, c, torch.tensor(sps, dtype=torch.float64), None, None, cap),
+                        expect)
+
+
 def test_tie_breaking_smaller_j_then_smaller_r():
     c = torch.ones(3, 2)  # every a = 1: path (r0,1) (r1,1) (r2,1) (r0,2) (r1,2) (r2,2)
     sps = [1.0] * 10
