@@ -53,17 +53,18 @@ DSPARK_FN int64_t sanitize_max_len(int64_t max_len, int64_t k) {
   return max_len < 0 ? 0 : (max_len > k ? k : max_len);
 }
 
-// Prefix survival of one request: a[i] (i = j - 1) for i < K. Returns the number of
-// candidates of the row, i.e. the length of the prefix with a > 0 and j <= cap (a is
-// non-increasing, so the candidates of a row are always a prefix of its positions).
+// Prefix survival of one request: a[i * a_stride] (i = j - 1) for i < K, from confidences
+// c[i * stride]. Returns the number of candidates of the row, i.e. the length of the prefix
+// with a > 0 and j <= cap (a is non-increasing, so the candidates of a row are always a
+// prefix of its positions).
 template <typename conf_t>
 DSPARK_FN int64_t row_prefix_survival(const conf_t* c, int64_t stride, int64_t k, int64_t cap,
-                                      double* a) {
+                                      double* a, int64_t a_stride) {
   double acc = 1.0;
   int64_t count = 0;
   for (int64_t i = 0; i < k; ++i) {
     acc = acc * sanitize_confidence(static_cast<double>(c[i * stride]));
-    a[i] = acc;
+    a[i * a_stride] = acc;
     if (acc > 0.0 && i < cap) count = i + 1;
   }
   return count;

@@ -184,7 +184,7 @@ void run_schedule(ScheduleArgs& args) {
   at::parallel_for(0, rows, 16384, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t cap = max_len ? sanitize_max_len(max_len[r], k) : k;
-      count[r] = row_prefix_survival(conf + r * k, 1, k, cap, a.data() + r * k);
+      count[r] = row_prefix_survival(conf + r * k, 1, k, cap, a.data() + r * k, 1);
     }
   });
   int64_t path_len = 0;
