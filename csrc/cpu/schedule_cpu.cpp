@@ -144,6 +144,10 @@ class CpuPath {
   }
   void sort_rest() {
     sorted_ = true;
+    int64_t remaining = 0;
+    for (int64_t r = 0; r < rows_; ++r) remaining += count_[r] - pos_[r];
+    listed_key_.reserve(remaining);
+    listed_row_.reserve(remaining);
     for (int64_t j = 0; j < k_; ++j)
       for (int64_t r = 0; r < rows_; ++r)
         if (j >= pos_[r] && j < count_[r]) {
@@ -168,7 +172,9 @@ class CpuPath {
 
 // Heap pops before a scan switches to sorting the rest of the path.
 int64_t heap_budget(int64_t rows, int64_t limit, ScheduleMode mode) {
-  const int64_t lazy = std::max<int64_t>(64, rows);
+  // A heap pop costs ~log2(R) comparisons, a sorted candidate a few radix passes: past about
+  // R/4 pops, sorting the rest is the cheaper bet (a full path costs about R*K*4 either way).
+  const int64_t lazy = std::max<int64_t>(64, rows / 4);
   if (mode == ScheduleMode::kCausal) return lazy;  // stops early in the common case
   return limit <= lazy ? lazy : 0;                 // visits all `limit` candidates
 }
