@@ -1,7 +1,9 @@
 """dspark_ext: fast, lossless speculative-decoding kernels (DSpark) for any torch model.
 
 Ops (CPU and CUDA, registered as torch.ops.dspark.*): :func:`verify_greedy`,
-:func:`rejection_sample` (token-wise and block verification). The pure-PyTorch ground truth
+:func:`rejection_sample` (token-wise and block verification), :func:`schedule_prefix` (the
+prefix scheduler, :mod:`dspark_ext.scheduler`); confidence calibration in
+:mod:`dspark_ext.calibration`. The pure-PyTorch ground truth
 of every op is in :mod:`dspark_ext.reference`.
 """
 import torch  # noqa: F401  (loads libtorch before the extension)
@@ -29,7 +31,12 @@ def _check_cpu_features() -> None:
 
 _check_cpu_features()
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
+from . import _fake_schedule  # noqa: F401
+from . import calibration, scheduler  # noqa: F401
+from .calibration import apply_sts, fit_sts
 from .ops import VerifyResult, rejection_sample, verify_greedy
+from .scheduler import (AsyncScheduler, ScheduleResult, SPSProfile, schedule_capacity,
+                        schedule_causal, schedule_global, schedule_prefix)
 
 __version__ = _C.version()
 
@@ -45,4 +52,6 @@ def build_info() -> dict:
     }
 
 
-__all__ = ["VerifyResult", "build_info", "rejection_sample", "verify_greedy"]
+__all__ = ["VerifyResult", "build_info", "rejection_sample", "verify_greedy",
+           "AsyncScheduler", "ScheduleResult", "SPSProfile", "apply_sts", "fit_sts",
+           "schedule_capacity", "schedule_causal", "schedule_global", "schedule_prefix"]
