@@ -1,8 +1,9 @@
 """dspark_ext: fast, lossless speculative-decoding kernels (DSpark) for any torch model.
 
 Ops (CPU and CUDA, registered as torch.ops.dspark.*): :func:`verify_greedy`,
-:func:`rejection_sample` (token-wise and block verification). The pure-PyTorch ground truth
-of every op is in :mod:`dspark_ext.reference`.
+:func:`rejection_sample` (token-wise and block verification), :func:`markov_sample`
+(Markov-head drafting). The pure-PyTorch ground truth of every op is in
+:mod:`dspark_ext.reference` and :mod:`dspark_ext.reference_markov`.
 """
 import torch  # noqa: F401  (loads libtorch before the extension)
 
@@ -29,6 +30,8 @@ def _check_cpu_features() -> None:
 
 _check_cpu_features()
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
+from . import _fake_markov  # noqa: F401
+from .markov import MarkovResult, markov_sample
 from .ops import VerifyResult, rejection_sample, verify_greedy
 
 __version__ = _C.version()
@@ -45,4 +48,5 @@ def build_info() -> dict:
     }
 
 
-__all__ = ["VerifyResult", "build_info", "rejection_sample", "verify_greedy"]
+__all__ = ["MarkovResult", "VerifyResult", "build_info", "markov_sample", "rejection_sample",
+           "verify_greedy"]
