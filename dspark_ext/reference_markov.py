@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .reference import PURPOSE_DRAFT, _inv_temperature, masked_scaled, uniforms
 
-__all__ = ["MarkovReference", "markov_sample", "row_modes"]
+__all__ = ["MarkovReference", "draft_keys", "markov_sample", "row_modes"]
 
 _NEG_INF = -math.inf
 
@@ -39,6 +39,8 @@ class MarkovReference(NamedTuple):
     draft_lse: Tensor          # float64 [B, K]
     confidence_logits: Optional[Tensor]  # float64 [B, K] or None
     margin: Tensor             # float64 [B, K]: gap between the two largest sampling keys
+    choice: Tensor             # int64 [B, K]: the sampler's arg-max at each position (equals
+                               # draft_tokens except in teacher-forced mode)
     keys: Optional[Tensor] = None  # [B, K, V] sampling keys (only with return_keys=True)
 
 
@@ -79,6 +81,22 @@ def _argmax_and_margin(keys: Tensor):
     return token, margin
 
 
+def draft_keys(z: Tensor, temperature: Tensor, seed: Tensor, offset: Tensor, k: int,
+               dtype: torch.dtype = torch.float64):
+    """Sampling keys [B, V] of position k from its (rounded) logits z [B, V], and the scaled
+    logits s whose log-sum-exp is draft_lse: ``s + G`` for sampled rows, ``s`` for greedy
+    rows; masked logits have key -inf."""
+    batch, vocab = z.shape
+    modes = row_modes(temperature)
+    sample = torch.tensor([m[1] for m in modes], dtype=torch.bool)
+    s = torch.stack([masked_scaled(z[b], modes[b][0], dtype) for b in range(batch)])
+    u = uniforms(torch.as_tensor(seed).cpu(), torch.as_tensor(offset).cpu(), k, PURPOSE_DRAFT,
+                 vocab).to(dtype)
+    gumbel = -torch.log(-torch.log(u))
+    keys = torch.where(sample[:, None] & (s != _NEG_INF), s + gumbel, s)
+    return keys, s
+
+
 def markov_sample(
     base_logits: Tensor,
     anchor_tokens: Tensor,
@@ -115,9 +133,6 @@ def markov_sample(
           else None if head_bias is None else head_bias.detach().cpu().to(dtype))
     wc = None if conf_weight is None else conf_weight.detach().cpu().to(dtype).reshape(-1)
     bc = 0.0 if conf_bias is None else float(conf_bias.detach().cpu().to(dtype).reshape(-1)[0])
-    modes = row_modes(temperature)
-    inv_t = torch.tensor([m[0] for m in modes], dtype=torch.float64)
-    sample = torch.tensor([m[1] for m in modes])
     seed = torch.as_tensor(seed).detach().cpu().to(torch.int64)
     offset = torch.as_tensor(offset).detach().cpu().to(torch.int64)
     teacher = None if teacher_tokens is None else teacher_tokens.detach().cpu().to(torch.int64)
@@ -126,6 +141,7 @@ def markov_sample(
     logits = torch.empty(B, K, V, dtype=base.dtype)
     lse = torch.empty(B, K, dtype=torch.float64)
     margin = torch.empty(B, K, dtype=torch.float64)
+    choice = torch.empty(B, K, dtype=torch.int64)
     conf = None if wc is None else torch.empty(B, K, dtype=torch.float64)
     all_keys = torch.empty(B, K, V, dtype=torch.float64) if return_keys else None
 
@@ -148,14 +164,12 @@ def markov_sample(
             conf[:, k] = (feat @ wc + bc).to(torch.float64)
         z = (base[:, k].to(dtype) + u @ w2.T).to(base.dtype)  # rounded as the op writes it
         logits[:, k] = z
-        s = torch.stack([masked_scaled(z[b], float(inv_t[b])) for b in range(B)])
+        keys, s = draft_keys(z, temperature, seed, offset, k)
         lse[:, k] = _lse(s)
-        u_k = uniforms(seed, offset, k, PURPOSE_DRAFT, V)  # [B, V]
-        gumbel = -torch.log(-torch.log(u_k))
-        keys = torch.where(sample[:, None] & (s != _NEG_INF), s + gumbel, s)
         tok, margin[:, k] = _argmax_and_margin(keys)
+        choice[:, k] = tok
         if return_keys:
             all_keys[:, k] = keys
         tokens[:, k] = tok if teacher is None else teacher[:, k]
         x = tokens[:, k]
-    return MarkovReference(tokens, logits, lse, conf, margin, all_keys)
+    return MarkovReference(tokens, logits, lse, conf, margin, choice, all_keys)
