@@ -55,7 +55,7 @@ def test_tokens_equal_reference_step_mode(head):
 
 
 @pytest.mark.parametrize("head", HEADS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 def test_teacher_forced_equals_step_mode(head, dtype):
     c = make_case(head, 3, 7, 1000, 64, dtype=dtype, seed=3)
     step = native(c)
