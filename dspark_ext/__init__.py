@@ -1,10 +1,11 @@
 """dspark_ext: fast, lossless speculative-decoding kernels (DSpark) for any torch model.
 
 Ops (CPU and CUDA, registered as torch.ops.dspark.*): :func:`verify_greedy`,
-:func:`rejection_sample` (token-wise and block verification), :func:`schedule_prefix` (the
-prefix scheduler, :mod:`dspark_ext.scheduler`); confidence calibration in
-:mod:`dspark_ext.calibration`. The pure-PyTorch ground truth
-of every op is in :mod:`dspark_ext.reference`.
+:func:`rejection_sample` (token-wise and block verification), :func:`markov_sample`
+(Markov-head drafting), :func:`schedule_prefix` (the prefix scheduler,
+:mod:`dspark_ext.scheduler`); confidence calibration in :mod:`dspark_ext.calibration`. The
+pure-PyTorch ground truth of every op is in :mod:`dspark_ext.reference`,
+:mod:`dspark_ext.reference_markov` and :mod:`dspark_ext.reference_schedule`.
 """
 import torch  # noqa: F401  (loads libtorch before the extension)
 
@@ -31,9 +32,11 @@ def _check_cpu_features() -> None:
 
 _check_cpu_features()
 from . import _fake  # noqa: F401  (fake kernels for torch.compile)
+from . import _fake_markov  # noqa: F401
 from . import _fake_schedule  # noqa: F401
 from . import calibration, scheduler  # noqa: F401
 from .calibration import apply_sts, fit_sts
+from .markov import MarkovResult, markov_sample
 from .ops import VerifyResult, rejection_sample, verify_greedy
 from .scheduler import (AsyncScheduler, ScheduleResult, SPSProfile, schedule_capacity,
                         schedule_causal, schedule_global, schedule_prefix)
@@ -52,6 +55,7 @@ def build_info() -> dict:
     }
 
 
-__all__ = ["VerifyResult", "build_info", "rejection_sample", "verify_greedy",
-           "AsyncScheduler", "ScheduleResult", "SPSProfile", "apply_sts", "fit_sts",
-           "schedule_capacity", "schedule_causal", "schedule_global", "schedule_prefix"]
+__all__ = ["MarkovResult", "VerifyResult", "build_info", "markov_sample", "rejection_sample",
+           "verify_greedy", "AsyncScheduler", "ScheduleResult", "SPSProfile", "apply_sts",
+           "fit_sts", "schedule_capacity", "schedule_causal", "schedule_global",
+           "schedule_prefix"]

@@ -22,6 +22,12 @@ constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 
 #if defined(__AVX512F__)
+// GCC 12's avx512fintrin.h passes an intentionally undefined register through the unmasked
+// intrinsics and then warns about it (-Wmaybe-uninitialized, a known false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 constexpr int kPhiloxSimdGroups = 16;
 
 inline void mulhilo_x16(__m512i m, __m512i c, __m512i* hi, __m512i* lo) {
@@ -59,6 +65,9 @@ inline void philox_simd_block(const RngStream& s, uint32_t g0, uint32_t* w0, uin
   _mm512_storeu_si512(w2, c2);
   _mm512_storeu_si512(w3, c3);
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #elif defined(__AVX2__)
 constexpr int kPhiloxSimdGroups = 8;
 
