@@ -42,6 +42,12 @@ DSPARK_FN float stats_lse(SoftmaxStats s) {
   return (s.max == kNegInf) ? kNegInf : s.max + log_f(s.sum);
 }
 
+// Log-sum-exp of a position's target and draft rows (draft = 0 for one-hot drafts).
+struct LsePair {
+  float target;
+  float draft;
+};
+
 // log p(x) from a scaled logit and the row's log-sum-exp; -inf when masked.
 DSPARK_FN float log_prob(float scaled, float lse) {
   return (scaled == kNegInf || lse == kNegInf) ? kNegInf : scaled - lse;

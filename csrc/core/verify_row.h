@@ -9,8 +9,9 @@
 //   float target_logit(int64_t k, int64_t v) const;   // one element of target row k
 //   float draft_logit(int64_t k, int64_t v) const;    // one element of draft row k
 //   bool has_draft_logits() const;                    // false: one-hot drafts (q = delta)
-//   float target_lse(int64_t k, float inv_t);         // reductions over whole rows
-//   float draft_lse(int64_t k, float inv_t);
+//   LsePair row_lses(int64_t k, float inv_t);         // reductions over whole rows: the
+//                                                    // log-sum-exp of target and draft row k
+//                                                    // (draft 0 for one-hot drafts)
 //   float residual_mass(int64_t k, float inv_t, float w, float lse_t, float lse_d,
 //                       int64_t onehot);             // sum_x max(w p - q, 0)
 //   int64_t sample_residual(int64_t k, float inv_t, float w, float lse_t, float lse_d,
@@ -89,8 +90,8 @@ C10_HOST_DEVICE void verify_row_token(Exec& ex, const RowParams& rp) {
   for (int64_t k = 0; k < rp.num_draft; ++k) {
     const int64_t x = ex.draft_token(k);
     const bool valid = draft_in_vocab(ex, x);
-    const float lse_t = ex.target_lse(k, inv_t);
-    const float lse_d = onehot ? 0.0f : ex.draft_lse(k, inv_t);
+    const LsePair lse = ex.row_lses(k, inv_t);
+    const float lse_t = lse.target, lse_d = lse.draft;
     float log_p = kNegInf, log_q = kNegInf;
     if (valid) {
       log_p = log_prob(masked_scaled(ex.target_logit(k, x), inv_t), lse_t);
@@ -126,8 +127,8 @@ C10_HOST_DEVICE void verify_row_block(Exec& ex, const RowParams& rp) {
   float w_tau = 1.0f;  // w_0, used by res_0 = max(p_1 - q_1, 0)
   float lse_t_tau = 0.0f, lse_d_tau = 0.0f;
   for (int64_t k = 0; k < l; ++k) {
-    const float lse_t = ex.target_lse(k, inv_t);
-    const float lse_d = onehot ? 0.0f : ex.draft_lse(k, inv_t);
+    const LsePair lse = ex.row_lses(k, inv_t);
+    const float lse_t = lse.target, lse_d = lse.draft;
     if (k == 0) {
       lse_t_tau = lse_t;
       lse_d_tau = lse_d;

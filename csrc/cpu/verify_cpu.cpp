@@ -29,8 +29,12 @@ struct CpuRowExec {
     return pb.draft != nullptr ? pb.draft_row(b, k) : nullptr;
   }
 
-  float target_lse(int64_t k, float inv_t) { return row_lse(pb.target_row(b, k), pb.vocab, inv_t); }
-  float draft_lse(int64_t k, float inv_t) { return row_lse(pb.draft_row(b, k), pb.vocab, inv_t); }
+  LsePair row_lses(int64_t k, float inv_t) {
+    // Two passes: fusing the rows into one loop measured no faster (the passes are bound by
+    // the exp throughput, not by loads).
+    const float lse_t = row_lse(pb.target_row(b, k), pb.vocab, inv_t);
+    return LsePair{lse_t, pb.draft != nullptr ? row_lse(pb.draft_row(b, k), pb.vocab, inv_t) : 0.0f};
+  }
   float residual_mass(int64_t k, float inv_t, float w, float lse_t, float lse_d, int64_t onehot) {
     return row_residual_mass(pb.target_row(b, k), draft_row_or_null(k), pb.vocab, inv_t, w,
                              lse_t, lse_d, onehot);

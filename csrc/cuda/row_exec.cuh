@@ -72,11 +72,11 @@ struct CudaRowExec {
   __device__ float draft_logit(int64_t k, int64_t v) const { return load_scalar(draft_row(k) + v); }
   __device__ bool has_draft_logits() const { return draft != nullptr; }
 
-  __device__ float target_lse(int64_t k, float inv_t) {
-    return block_row_lse<kThreads>(target_row(k), vocab_, inv_t, *scratch);
-  }
-  __device__ float draft_lse(int64_t k, float inv_t) {
-    return block_row_lse<kThreads>(draft_row(k), vocab_, inv_t, *scratch);
+  __device__ LsePair row_lses(int64_t k, float inv_t) {
+    const float lse_t = block_row_lse<kThreads>(target_row(k), vocab_, inv_t, *scratch);
+    const float lse_d =
+        draft != nullptr ? block_row_lse<kThreads>(draft_row(k), vocab_, inv_t, *scratch) : 0.0f;
+    return LsePair{lse_t, lse_d};
   }
   __device__ float residual_mass(int64_t k, float inv_t, float w, float lse_t, float lse_d,
                                  int64_t onehot) {

@@ -131,8 +131,7 @@ struct ScalarExec {
     for (float x : row) s = stats_merge(s, {masked_scaled(x, inv_t), 1.0f});
     return stats_lse(s);
   }
-  float target_lse(int64_t k, float inv_t) { return lse(t[k], inv_t); }
-  float draft_lse(int64_t k, float inv_t) { return lse(d[k], inv_t); }
+  LsePair row_lses(int64_t k, float inv_t) { return {lse(t[k], inv_t), lse(d[k], inv_t)}; }
   float residual_mass(int64_t k, float inv_t, float w, float lt, float ld, int64_t) {
     float z = 0.0f;
     for (int64_t v = 0; v < vocab(); ++v)
