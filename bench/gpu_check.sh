@@ -10,6 +10,7 @@
 #   2. _C.cuda_enabled()                                 6. ncu: bandwidth / occupancy of the kernel
 #   3. pytest -m cuda tests/                             7. kernel timings (CUDA events)
 #   4. compute-sanitizer memcheck on every op once       8. bench/bench_verify.py --quick
+#   9. bench/bench_markov.py --quick (CUDA)             10. bench/bench_schedule.py (CUDA)
 # Optional steps (5, 6) are skipped once the time budget is spent, to stay well inside 8 min.
 # Result: ${OUT:-bench/out}/gpu_check.md (also printed), logs next to it.
 set -u
@@ -272,6 +273,21 @@ if [ -f bench/bench_verify.py ]; then
   row "bench/bench_verify.py --quick" "$(status_of $RC)" "${DUR}s, tail below"
 else
   row "bench/bench_verify.py" "skipped" "file not present"
+fi
+
+# 9-10. Markov-head drafting and scheduler benchmarks (skipped once the budget is spent) ----
+if [ -f bench/bench_markov.py ] && ! over_budget; then
+  run bench_markov 120 "$PY" bench/bench_markov.py --device cuda --quick --dtype fp32,bf16 \
+    --out "$OUT_DIR/markov"
+  row "bench/bench_markov.py --quick" "$(status_of $RC)" "${DUR}s, $OUT_DIR/markov"
+else
+  row "bench/bench_markov.py" "skipped" "file not present or over budget at $(elapsed)s"
+fi
+if [ -f bench/bench_schedule.py ] && ! over_budget; then
+  run bench_schedule 60 "$PY" bench/bench_schedule.py --device cuda --out "$OUT_DIR/schedule"
+  row "bench/bench_schedule.py" "$(status_of $RC)" "${DUR}s, $OUT_DIR/schedule"
+else
+  row "bench/bench_schedule.py" "skipped" "file not present or over budget at $(elapsed)s"
 fi
 
 # ---------------------------------------------------------------------------------------

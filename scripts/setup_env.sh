@@ -25,5 +25,12 @@ export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0"}
 export MAX_JOBS=${MAX_JOBS:-2}
 
 echo "setup_env: building dspark_ext in place"
-"$PY" setup.py -q build_ext --inplace --build-temp build/inplace-temp 2>&1 | grep -v "^\s*$" | tail -n 3
+log=build/setup_env_build.log
+mkdir -p build
+if ! "$PY" setup.py build_ext --inplace --build-temp build/inplace-temp >"$log" 2>&1; then
+  tail -n 40 "$log" >&2
+  echo "setup_env: build failed (full log: $log)" >&2
+  exit 1
+fi
+grep -E "^dspark_ext: building" "$log" || true
 "$PY" -c "import dspark_ext, json; print('setup_env: built', json.dumps(dspark_ext.build_info()))"
