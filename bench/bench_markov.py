@@ -194,12 +194,8 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(mode="full")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device is None:
-        use_cuda = torch.cuda.is_available() and dspark_ext.build_info()["cuda_enabled"]
-        args.device = "cuda" if use_cuda else "cpu"
-    device = torch.device(args.device)
+    device = bv.pick_device(args.device, args.threads)
+    args.device = device.type
     budget = BUDGETS[args.mode]
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()

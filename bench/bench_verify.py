@@ -715,19 +715,27 @@ def replot(path: str, out_dir: str) -> None:
     print(f"wrote {plot(results['cases'], results['copy_bandwidth']['large'], out_dir, title)}")
 
 
+def pick_device(requested: Optional[str], threads: Optional[int]) -> torch.device:
+    """The benchmark device (CUDA when present and compiled in, unless asked otherwise) and
+    the CPU thread count; shared by the bench scripts."""
+    if threads:
+        torch.set_num_threads(threads)
+    if requested is None:
+        use_cuda = torch.cuda.is_available() and dspark_ext.build_info()["cuda_enabled"]
+        requested = "cuda" if use_cuda else "cpu"
+    device = torch.device(requested)
+    if device.type == "cuda" and not dspark_ext.build_info()["cuda_enabled"]:
+        raise SystemExit("--device cuda: this dspark_ext build has no CUDA kernels")
+    return device
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.replot:
         replot(args.replot, args.out)
         return {}
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device is None:
-        use_cuda = torch.cuda.is_available() and dspark_ext.build_info()["cuda_enabled"]
-        args.device = "cuda" if use_cuda else "cpu"
-    device = torch.device(args.device)
-    if device.type == "cuda" and not dspark_ext.build_info()["cuda_enabled"]:
-        raise SystemExit("--device cuda: this dspark_ext build has no CUDA kernels")
+    device = pick_device(args.device, args.threads)
+    args.device = device.type
     budget = BUDGETS[args.mode]
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(args.seed)
