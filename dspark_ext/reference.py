@@ -688,3 +688,27 @@ def rejection_sample_ragged(
     params = lambda batch: _row_params(temperature, seed, offset, batch)  # noqa: E731
     return _ragged(target_logits, draft_tokens, draft_logits, cu_num_draft, max_num_draft,
                    params, method, dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# The drafting and scheduling references are long enough for modules of their own; this
+# module names them too, so it is the one place to find the ground truth of every op. Lazy
+# (PEP 562), because reference_markov itself builds on the Philox streams defined above.
+# ----------------------------------------------------------------------------------------
+
+_REEXPORTS = {
+    "MarkovReference": "reference_markov",
+    "markov_sample": "reference_markov",
+    "schedule_async": "reference_schedule",
+    "schedule_capacity": "reference_schedule",
+    "schedule_causal": "reference_schedule",
+    "schedule_global": "reference_schedule",
+}
+
+
+def __getattr__(name: str):
+    if name in _REEXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_REEXPORTS[name]}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

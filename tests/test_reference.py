@@ -464,3 +464,14 @@ def test_toy_law_monte_carlo(method, other):
     for n, pr in law.items():
         sigma = math.sqrt(float(pr * (1 - pr)) * TOY_ROWS)
         assert abs(counts[n] - float(pr) * TOY_ROWS) < 5 * sigma + 1e-9
+
+
+def test_reference_module_names_every_op():
+    """dspark_ext.reference is the one place to find the ground truth of each op."""
+    from dspark_ext import reference, reference_markov, reference_schedule
+
+    assert reference.markov_sample is reference_markov.markov_sample
+    assert reference.schedule_causal is reference_schedule.schedule_causal
+    for name in ("verify_greedy", "verify_greedy_ragged", "rejection_sample",
+                 "rejection_sample_ragged", "schedule_global", "schedule_capacity"):
+        assert callable(getattr(reference, name))
