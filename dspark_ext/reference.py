@@ -51,6 +51,8 @@ __all__ = [
     "uniforms",
     "uniform_from_words",
     "masked_scaled",
+    "verify_masked_scaled",
+    "verify_scale",
     "target_law",
     "VerifyResult",
     "verify_greedy",
@@ -208,6 +210,31 @@ def masked_scaled(logits: Tensor, inv_t: float, dtype: torch.dtype = torch.float
     return torch.where(keep, s, torch.full_like(s, _NEG_INF))
 
 
+_LOG2E_F32 = float(torch.tensor(math.log2(math.e), dtype=torch.float32))
+
+
+def verify_scale(inv_t: float) -> float:
+    """``log2(e) / T`` as the kernels round it (``verify_scale``: ``inv_t * kLog2e`` in float32).
+
+    The verification kernels work in log2 units (verify_math.h): they scale logits by this
+    factor, so it decides which logits overflow (are masked) and which temperatures are
+    treated as greedy. Their decisions are those of the natural-base law this module
+    computes; only the rounding differs.
+    """
+    f32 = torch.float32
+    return float(torch.tensor(inv_t, dtype=f32) * torch.tensor(_LOG2E_F32, dtype=f32))
+
+
+def verify_masked_scaled(logits: Tensor, inv_t: float,
+                         dtype: torch.dtype = torch.float64) -> Tensor:
+    """:func:`masked_scaled` with the verification kernels' mask: a logit is also masked when
+    its float32 product with :func:`verify_scale` overflows. Values are ``logit * inv_t``."""
+    s = masked_scaled(logits, inv_t, dtype)
+    x32 = logits.detach().cpu().to(torch.float32)
+    s2 = x32 * torch.tensor(verify_scale(inv_t), dtype=torch.float32)
+    return torch.where(torch.isfinite(s2), s, torch.full_like(s, _NEG_INF))
+
+
 def _lse(scaled: Tensor) -> Tensor:
     """Row-wise log-sum-exp over the last dim; ``-inf`` for a fully masked row."""
     m = scaled.amax(dim=-1, keepdim=True)
@@ -273,7 +300,7 @@ def target_law(target_logits_row: Tensor, temperature: float) -> Tensor:
         if best >= 0:
             law[best] = 1.0
         return law
-    scaled = masked_scaled(row, _inv_temperature(temperature))
+    scaled = verify_masked_scaled(row, _inv_temperature(temperature))
     return _probs(scaled, _lse(scaled))
 
 
@@ -344,17 +371,18 @@ class _Request:
         self.dtype = dtype
         self.target_raw = target
         self.onehot = draft is None
-        # Greedy: T == 0, or T so small that 1/T overflows float32 (verify_row.h).
-        self.greedy = temperature == 0.0 or not math.isfinite(_inv_temperature(temperature))
+        # Greedy: T == 0, or T so small that log2(e)/T overflows float32 (verify_row.h).
+        self.greedy = temperature == 0.0 or not math.isfinite(
+            verify_scale(_inv_temperature(temperature)))
         if not self.greedy:
             inv_t = _inv_temperature(temperature)
-            self.s_t = masked_scaled(target, inv_t, dtype)  # [l+1, V]
+            self.s_t = verify_masked_scaled(target, inv_t, dtype)  # [l+1, V]
             self.lse_t = _lse(self.s_t)  # [l+1]
             if self.onehot:
                 self.s_d = None
                 self.lse_d = torch.zeros(self.num_draft, dtype=dtype)
             else:
-                self.s_d = masked_scaled(draft, inv_t, dtype)  # [l, V]
+                self.s_d = verify_masked_scaled(draft, inv_t, dtype)  # [l, V]
                 self.lse_d = _lse(self.s_d)  # [l]
 
     # -- random streams --------------------------------------------------------------------

@@ -2,12 +2,24 @@
 //
 // Why our own: the CPU kernels would otherwise call libm or Sleef and the CUDA kernels
 // __expf/logf, which round differently, so the same seed could give different tokens on the
-// two executors. These use only IEEE-exact operations (add, mul, explicit fmaf, bit casts),
-// which every executor rounds identically provided the compiler does not contract a*b+c on
-// its own (the build passes -ffp-contract=off to the host compiler and --fmad=false to nvcc).
-// Written branch-free so GCC vectorises the CPU loops that call them.
-// Accuracy: both within 2 ulp of the correctly rounded result on the ranges used here
-// (tests/test_fastmath.py checks against float64).
+// two executors. These use only IEEE-exact operations (add, mul, explicit fmaf, bit casts,
+// rounding to an integer, scaling by a power of two), which every executor rounds identically
+// provided the compiler does not contract a*b+c on its own (the build passes -ffp-contract=off
+// to the host compiler and --fmad=false to nvcc).
+//
+// Two families:
+// - exp_f / log_f (natural base), used by the Markov head, whose log-sum-exp is an output.
+// - exp2_f / log2_f (base 2), used by verification, which works in log2 units throughout
+//   (a logit times log2(e)/T): exp2 needs no Cody-Waite reduction, so it is about half the
+//   operations of exp, and the verification passes are bound by it.
+// The base-2 functions are written once, lane-generically (exp2_lanes, log2_pos_lanes): F is
+// float on every executor, or a SIMD vector of floats (cpu/simd512.h) that provides the same
+// operations lane by lane. The float instantiation is the definition; a SIMD instantiation
+// performs the same IEEE operations in the same order, so its lanes are bit-identical
+// (tests/cpp checks it on millions of inputs).
+//
+// Accuracy: all within 2 ulp of the correctly rounded result on the ranges used here
+// (tests/cpp/test_core.cpp checks against double).
 #pragma once
 
 #include <cmath>
@@ -53,6 +65,28 @@ constexpr float kFloatMax = 3.40282346638528859812e+38f;
 
 // True for finite values (false for NaN and +-inf): |x| <= FLT_MAX fails for both.
 DSPARK_FN bool is_finite_f(float x) { return ::fabsf(x) <= kFloatMax; }
+
+// --- Scalar forms of the lane operations the lane-generic functions use -------------------
+
+DSPARK_FN float select_f(bool c, float a, float b) { return c ? a : b; }
+
+// Round to the nearest integer, ties to even, for |x| < 2^22 (the 1.5*2^23 trick: the sum
+// rounds away the fraction). Exact, so every executor agrees; NaN stays NaN.
+DSPARK_FN float round_nearest_f(float x) {
+  const float shifter = 12582912.0f;
+  return (x + shifter) - shifter;
+}
+
+// p * 2^n for an integral float n in [-126, 128]: 2^n is built from its bits (normal, or
+// +inf for 128), and the product is one correctly rounded multiplication. n is read from the
+// bits of n + 1.5*2^23 (no float-to-int conversion, which is undefined for NaN).
+DSPARK_FN float scale_pow2_f(float p, float n) {
+  const uint32_t biased = float_bits(n + 12582912.0f) - 0x4B400000u + 127u;  // n + 127
+  return p * bits_float(biased << 23);
+}
+
+// The biased exponent field of x's bits (bits >> 23 for positive x), as a float.
+DSPARK_FN float exponent_field_f(uint32_t bits) { return static_cast<float>(bits >> 23); }
 
 // exp(x), Cephes-style: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, scale by 2^n.
 // Results below 2^-126 flush to zero (a probability that small never matters here);
@@ -117,6 +151,72 @@ DSPARK_FN float log_pos_f(float x) {
 DSPARK_FN float log_f(float x) {
   float r = log_pos_f(x);
   r = (x < 1.17549435e-38f) ? kNegInf : r;  // 0 and subnormals
+  r = (x == __builtin_huge_valf()) ? x : r;
+  r = (x < 0.0f || x != x) ? __builtin_nanf("") : r;
+  return r;
+}
+
+// --- Base 2 (verification) ---------------------------------------------------------------
+
+// 2^x = 2^n * 2^r with n = round(x), |r| <= 1/2, 2^r by a degree-6 polynomial (Cephes exp2f
+// coefficients). x < -126 gives 0 (results below the normal range flush to zero: such a
+// probability never matters here), -inf gives 0, x >= 127.5 gives +inf, NaN gives NaN.
+template <typename F>
+DSPARK_FN F exp2_lanes(F x) {
+  const F xc = max_f(F(-126.0f), min_f(F(128.0f), x));  // NaN passes through
+  const F n = round_nearest_f(xc);
+  const F r = xc - n;  // exact
+  F p = F(1.535336188319500e-4f);
+  p = fma_f(p, r, F(1.339887440266574e-3f));
+  p = fma_f(p, r, F(9.618437357674640e-3f));
+  p = fma_f(p, r, F(5.550332471162809e-2f));
+  p = fma_f(p, r, F(2.402264791363012e-1f));
+  p = fma_f(p, r, F(6.931472028550421e-1f));
+  p = fma_f(p, r, F(1.0f));
+  return select_f(x < F(-126.0f), F(0.0f), scale_pow2_f(p, n));
+}
+
+DSPARK_FN float exp2_f(float x) { return exp2_lanes(x); }
+
+// log2(x) for a positive normal x (no special cases; the hot loops only pass such values).
+// x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(m) by the degree-9 polynomial of log_pos_f,
+// then times log2(e) split as 1 + 0.4426950... so the leading term stays exact (Cephes log2f).
+template <typename F>
+DSPARK_FN F log2_pos_lanes(F x) {
+  const auto bits = float_bits(x);
+  F e = exponent_field_f(bits) - F(126.0f);
+  F m = bits_float((bits & 0x007FFFFFu) | 0x3F000000u);  // m in [0.5, 1)
+  const auto small = m < F(0.707106781186547524f);
+  e = select_f(small, e - F(1.0f), e);
+  m = select_f(small, m + m, m);
+  const F f = m - F(1.0f);
+  const F z = f * f;
+  F p = F(7.0376836292e-2f);
+  p = fma_f(p, f, F(-1.1514610310e-1f));
+  p = fma_f(p, f, F(1.1676998740e-1f));
+  p = fma_f(p, f, F(-1.2420140846e-1f));
+  p = fma_f(p, f, F(1.4249322787e-1f));
+  p = fma_f(p, f, F(-1.6668057665e-1f));
+  p = fma_f(p, f, F(2.0000714765e-1f));
+  p = fma_f(p, f, F(-2.4999993993e-1f));
+  p = fma_f(p, f, F(3.3333331174e-1f));
+  F y = p * f * z;
+  y = fma_f(F(-0.5f), z, y);  // y = log(1 + f) - f
+  const F log2e_minus_1 = F(0.44269504088896340736f);
+  F r = y * log2e_minus_1;
+  r = fma_f(f, log2e_minus_1, r);
+  r = r + y;
+  r = r + f;
+  return r + e;
+}
+
+DSPARK_FN float log2_pos_f(float x) { return log2_pos_lanes(x); }
+
+// log2(x) for any x: log2(0) = -inf, log2(+inf) = +inf, x < 0 or NaN gives NaN. Subnormal
+// inputs are treated as 0.
+DSPARK_FN float log2_f(float x) {
+  float r = log2_pos_f(x);
+  r = (x < 1.17549435e-38f) ? kNegInf : r;
   r = (x == __builtin_huge_valf()) ? x : r;
   r = (x < 0.0f || x != x) ? __builtin_nanf("") : r;
   return r;

@@ -86,9 +86,15 @@ struct RngStream {
 
 // 23 random bits -> (2m+1) * 2^-24: exactly representable in float32 (and float64), strictly
 // inside (0, 1): the smallest value is 2^-24 and the largest 1 - 2^-24.
-DSPARK_FN float uniform_from_word(uint32_t word) {
-  const uint32_t odd = ((word >> 9) << 1) | 1u;
-  return static_cast<float>(odd) * 5.9604644775390625e-08f;  // 2^-24
+// Lane-generic (U = uint32_t, or a SIMD vector of them: cpu/simd512.h).
+DSPARK_FN float small_uint_to_float(uint32_t u) { return static_cast<float>(u); }  // exact < 2^24
+
+template <typename U>
+DSPARK_FN auto uniform_lanes(U word) {
+  const auto odd = small_uint_to_float(((word >> 9u) << 1u) | 1u);
+  return odd * decltype(odd)(5.9604644775390625e-08f);  // 2^-24
 }
+
+DSPARK_FN float uniform_from_word(uint32_t word) { return uniform_lanes(word); }
 
 }  // namespace dspark

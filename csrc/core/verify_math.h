@@ -1,7 +1,16 @@
 // Per-element and per-position math of verification (SPEC §3), shared by every executor.
 //
 // The CPU loops and the CUDA block loops call exactly these functions, so a token decided on
-// one executor is decided by the same arithmetic on the other.
+// one executor is decided by the same arithmetic on the other. The per-element functions are
+// lane-generic (F = float, or a SIMD float vector with the same operations, cpu/simd512.h;
+// see core/fastmath.h), so the AVX-512 passes run this very code 16 lanes at a time.
+//
+// Verification works in log2 units: a "scaled logit" is logit * log2(e) / T (verify_scale),
+// a row's "lse" is log2 sum 2^scaled, log p = scaled - lse, p = 2^(scaled - lse); acceptance
+// and block weights compare log2 ratios, races use E' = -log2 u = E / ln 2. Each is the
+// natural-base quantity times a positive constant, so every decision is the same law; base 2
+// only makes the exponentials cheaper (core/fastmath.h). The Markov head (markov_math.h)
+// keeps the natural base, since its log-sum-exp is an output.
 #pragma once
 
 #include <cstdint>
@@ -17,10 +26,16 @@ namespace dspark {
 
 // Logit policy (documented in README "Non-finite logits"): NaN, +inf and -inf logits are all
 // masked, i.e. probability zero. A scaled logit that overflows float32 is masked too.
-DSPARK_FN float masked_scaled(float logit, float inv_t) {
-  const float s = logit * inv_t;
-  return is_finite_f(s) ? s : kNegInf;
+template <typename F>
+DSPARK_FN F masked_scaled(F logit, F scale) {
+  const F s = logit * scale;
+  return select_f(is_finite_f(s), s, F(kNegInf));
 }
+
+constexpr float kLog2e = 1.44269504088896340736f;
+
+// The factor verification scales logits by: log2(e) / T, rounded once per row.
+DSPARK_FN float verify_scale(float inv_t) { return inv_t * kLog2e; }
 
 // Running softmax statistics of a row: max m and sum of exp(x - m). The empty state is
 // (-inf, 0); log-sum-exp = m + log(sum), -inf for a fully masked row.
@@ -42,30 +57,46 @@ DSPARK_FN float stats_lse(SoftmaxStats s) {
   return (s.max == kNegInf) ? kNegInf : s.max + log_f(s.sum);
 }
 
+// The same statistics in base 2 (verification): sum of 2^(x - m), log2-sum-exp2.
+DSPARK_FN SoftmaxStats stats2_merge(SoftmaxStats a, SoftmaxStats b) {
+  const float m = max_f(a.max, b.max);
+  if (m == kNegInf) return SoftmaxStats{kNegInf, 0.0f};
+  const float sa = (a.max == kNegInf) ? 0.0f : a.sum * exp2_f(a.max - m);
+  const float sb = (b.max == kNegInf) ? 0.0f : b.sum * exp2_f(b.max - m);
+  return SoftmaxStats{m, sa + sb};
+}
+
+DSPARK_FN float stats2_lse(SoftmaxStats s) {
+  return (s.max == kNegInf) ? kNegInf : s.max + log2_f(s.sum);
+}
+
 // Log-sum-exp of a position's target and draft rows (draft = 0 for one-hot drafts).
 struct LsePair {
   float target;
   float draft;
 };
 
-// log p(x) from a scaled logit and the row's log-sum-exp; -inf when masked.
-DSPARK_FN float log_prob(float scaled, float lse) {
-  return (scaled == kNegInf || lse == kNegInf) ? kNegInf : scaled - lse;
+// log2 p(x) from a scaled logit and the row's lse; -inf when masked.
+template <typename F>
+DSPARK_FN F log_prob(F scaled, F lse) {
+  const F ninf = F(kNegInf);
+  return select_f(scaled == ninf, ninf, select_f(lse == ninf, ninf, scaled - lse));
 }
 
-// p(x) = exp(scaled - lse), 0 when masked.
-DSPARK_FN float prob(float scaled, float lse) {
-  return exp_f(log_prob(scaled, lse));
+// p(x) = 2^(scaled - lse), 0 when masked.
+template <typename F>
+DSPARK_FN F prob(F scaled, F lse) {
+  return exp2_lanes(log_prob(scaled, lse));
 }
 
 // Token-wise acceptance (SPEC §3.2): accept iff u < p/q, decided in log space so that huge
 // ratios cannot overflow. q = 0 => reject; p = 0 => never accept.
 DSPARK_FN bool accept_token(float u, float log_p, float log_q) {
   if (log_q == kNegInf || log_p == kNegInf) return false;
-  return log_f(u) < log_p - log_q;
+  return log2_f(u) < log_p - log_q;
 }
 
-// Block verification weight update (SPEC §3.3), in log space:
+// Block verification weight update (SPEC §3.3), in log2 space:
 // log w_i = min(0, log w_{i-1} + log p - log q); q = 0 or p = 0 gives w_i = 0.
 DSPARK_FN float block_log_weight(float log_w_prev, float log_p, float log_q) {
   if (log_q == kNegInf || log_p == kNegInf || log_w_prev == kNegInf) return kNegInf;
@@ -79,16 +110,18 @@ DSPARK_FN float block_stop_prob(float z, float w) {
 }
 
 // Residual weight max(w p(x) - q(x), 0) from probabilities.
-DSPARK_FN float residual_weight(float w, float p, float q) {
-  return max_f(fma_f(w, p, -q), 0.0f);
+template <typename F>
+DSPARK_FN F residual_weight(F w, F p, F q) {
+  return max_f(fma_f(w, p, -q), F(0.0f));
 }
 
 // Exponential-race key: argmax_x weight(x) / E_x with E_x = -log u_x ~ Exp(1) samples x with
 // probability weight(x) / sum(weight), with no normalisation or prefix sum. Computed as
 // weight * (1 / E_x) so one division serves the residual and the fallback key of a lane.
 // Zero weight gives -inf, which ArgMax never takes.
-DSPARK_FN float race_key(float weight, float inv_e) {
-  return (weight > 0.0f) ? weight * inv_e : kNegInf;
+template <typename F>
+DSPARK_FN F race_key(F weight, F inv_e) {
+  return select_f(weight > F(0.0f), weight * inv_e, F(kNegInf));
 }
 
 // E_x = -log u_x from the lane's Philox word, and its reciprocal for race keys.
@@ -100,9 +133,27 @@ DSPARK_FN float inv_neg_log_uniform(uint32_t word) {
 }
 
 // Gumbel-max key: argmax_x scaled(x) - log(E_x) samples softmax(scaled) (the Gumbel noise is
-// -log(-log u)). Masked -> -inf.
+// -log(-log u)). Masked -> -inf. Natural base (the Markov head).
 DSPARK_FN float gumbel_key(float scaled, float neg_log_u) {
   return (scaled == kNegInf) ? kNegInf : scaled - log_pos_f(neg_log_u);
+}
+
+// Base-2 forms for verification. E' = -log2 u = E / ln 2 is Exp(1/ln 2): the race
+// argmax w / E' is the race argmax w / E, and the Gumbel key in log2 units
+// scaled2 - log2 E' = log2(e) (scaled - log E) - log2(log2 e) has the same argmax.
+template <typename U>
+DSPARK_FN auto neg_log2_uniform(U word) {
+  const auto u = uniform_lanes(word);  // u in [2^-24, 1): normal, E' in (0, 24]
+  return -log2_pos_lanes(u);
+}
+template <typename U>
+DSPARK_FN auto inv_neg_log2_uniform(U word) {
+  const auto e = neg_log2_uniform(word);
+  return decltype(e)(1.0f) / e;
+}
+template <typename F>
+DSPARK_FN F gumbel2_key(F scaled, F neg_log2_u) {
+  return select_f(scaled == F(kNegInf), F(kNegInf), scaled - log2_pos_lanes(neg_log2_u));
 }
 
 // Arg-max accumulator, ties to the lowest index (SPEC §2), -1 while empty.

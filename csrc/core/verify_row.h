@@ -9,19 +9,20 @@
 //   float target_logit(int64_t k, int64_t v) const;   // one element of target row k
 //   float draft_logit(int64_t k, int64_t v) const;    // one element of draft row k
 //   bool has_draft_logits() const;                    // false: one-hot drafts (q = delta)
-//   LsePair row_lses(int64_t k, float inv_t);         // reductions over whole rows: the
-//                                                    // log-sum-exp of target and draft row k
-//                                                    // (draft 0 for one-hot drafts)
-//   float residual_mass(int64_t k, float inv_t, float w, float lse_t, float lse_d,
+//   LsePair row_lses(int64_t k, float scale);         // reductions over whole rows: the
+//                                                    // log2-sum-exp2 of target and draft row
+//                                                    // k (draft 0 for one-hot drafts)
+//   float residual_mass(int64_t k, float scale, float w, float lse_t, float lse_d,
 //                       int64_t onehot);             // sum_x max(w p - q, 0)
-//   int64_t sample_residual(int64_t k, float inv_t, float w, float lse_t, float lse_d,
+//   int64_t sample_residual(int64_t k, float scale, float w, float lse_t, float lse_d,
 //                           int64_t onehot, RngStream rng);  // race over max(w p - q, 0),
 //                                                    // falls back to p when that mass is 0
-//   int64_t sample_target(int64_t k, float inv_t, RngStream rng);  // Gumbel-max over p_k
+//   int64_t sample_target(int64_t k, float scale, RngStream rng);  // Gumbel-max over p_k
 //   int64_t argmax_target(int64_t k);                // greedy, -1 if the row is all masked
 //   void emit(int64_t j, int64_t token); void flag(int64_t k, int8_t f);
 //   void finish(int64_t accepted, int64_t emitted);
-// `onehot` is the draft token when drafts are one-hot, else -1.
+// `onehot` is the draft token when drafts are one-hot, else -1. `scale` = verify_scale(1/T):
+// scaled logits, lse and log-probabilities are in log2 units (core/verify_math.h).
 #pragma once
 
 #include <cstdint>
@@ -76,33 +77,33 @@ C10_HOST_DEVICE void verify_row_greedy(Exec& ex, int64_t num_draft) {
 
 // log q(x) for draft token x at position k (one-hot drafts: q(x) = 1).
 template <class Exec>
-C10_HOST_DEVICE inline float draft_log_prob(Exec& ex, int64_t k, int64_t x, float inv_t,
+C10_HOST_DEVICE inline float draft_log_prob(Exec& ex, int64_t k, int64_t x, float scale,
                                             float lse_d) {
   if (!ex.has_draft_logits()) return 0.0f;
-  return log_prob(masked_scaled(ex.draft_logit(k, x), inv_t), lse_d);
+  return log_prob(masked_scaled(ex.draft_logit(k, x), scale), lse_d);
 }
 
 // SPEC §3.2: token-wise rejection sampling.
 template <class Exec>
 C10_HOST_DEVICE void verify_row_token(Exec& ex, const RowParams& rp) {
-  const float inv_t = 1.0f / rp.temperature;
+  const float scale = verify_scale(1.0f / rp.temperature);
   const bool onehot = !ex.has_draft_logits();
   for (int64_t k = 0; k < rp.num_draft; ++k) {
     const int64_t x = ex.draft_token(k);
     const bool valid = draft_in_vocab(ex, x);
-    const LsePair lse = ex.row_lses(k, inv_t);
+    const LsePair lse = ex.row_lses(k, scale);
     const float lse_t = lse.target, lse_d = lse.draft;
     float log_p = kNegInf, log_q = kNegInf;
     if (valid) {
-      log_p = log_prob(masked_scaled(ex.target_logit(k, x), inv_t), lse_t);
-      log_q = draft_log_prob(ex, k, x, inv_t, lse_d);
+      log_p = log_prob(masked_scaled(ex.target_logit(k, x), scale), lse_t);
+      log_q = draft_log_prob(ex, k, x, scale, lse_d);
     }
     const RngStream acc_rng = RngStream::make(rp.seed, rp.offset, k, RngPurpose::kAccept);
     const float u = uniform_from_word(acc_rng.words(0).v[0]);
     if (!accept_token(u, log_p, log_q)) {
       ex.flag(k, kFlagRejected);
       const RngStream res_rng = RngStream::make(rp.seed, rp.offset, k, RngPurpose::kResidual);
-      ex.emit(k, ex.sample_residual(k, inv_t, 1.0f, lse_t, lse_d, onehot ? x : -1, res_rng));
+      ex.emit(k, ex.sample_residual(k, scale, 1.0f, lse_t, lse_d, onehot ? x : -1, res_rng));
       ex.finish(k, k + 1);
       return;
     }
@@ -111,7 +112,7 @@ C10_HOST_DEVICE void verify_row_token(Exec& ex, const RowParams& rp) {
   }
   const RngStream bonus_rng =
       RngStream::make(rp.seed, rp.offset, rp.num_draft, RngPurpose::kResidual);
-  ex.emit(rp.num_draft, ex.sample_target(rp.num_draft, inv_t, bonus_rng));
+  ex.emit(rp.num_draft, ex.sample_target(rp.num_draft, scale, bonus_rng));
   ex.finish(rp.num_draft, rp.num_draft + 1);
 }
 
@@ -119,7 +120,7 @@ C10_HOST_DEVICE void verify_row_token(Exec& ex, const RowParams& rp) {
 // k = i-1, res_i / Z_i / the correction after tau = i use row k = i.
 template <class Exec>
 C10_HOST_DEVICE void verify_row_block(Exec& ex, const RowParams& rp) {
-  const float inv_t = 1.0f / rp.temperature;
+  const float scale = verify_scale(1.0f / rp.temperature);
   const bool onehot = !ex.has_draft_logits();
   const int64_t l = rp.num_draft;
   float log_w = 0.0f;  // log w_0
@@ -127,16 +128,16 @@ C10_HOST_DEVICE void verify_row_block(Exec& ex, const RowParams& rp) {
   float w_tau = 1.0f;  // w_0, used by res_0 = max(p_1 - q_1, 0)
   float lse_t_tau = 0.0f, lse_d_tau = 0.0f;
   for (int64_t k = 0; k < l; ++k) {
-    const LsePair lse = ex.row_lses(k, inv_t);
+    const LsePair lse = ex.row_lses(k, scale);
     const float lse_t = lse.target, lse_d = lse.draft;
     if (k == 0) {
       lse_t_tau = lse_t;
       lse_d_tau = lse_d;
     } else {
       // i = k < l: Z_i over row k with w_i, then the stop test eta_i <= h_i.
-      const float w = exp_f(log_w);
+      const float w = exp2_f(log_w);
       const int64_t at = onehot ? ex.draft_token(k) : -1;
-      const float z = ex.residual_mass(k, inv_t, w, lse_t, lse_d, at);
+      const float z = ex.residual_mass(k, scale, w, lse_t, lse_d, at);
       const float h = block_stop_prob(z, w);
       const RngStream rng = RngStream::make(rp.seed, rp.offset, k - 1, RngPurpose::kAccept);
       const bool pass = uniform_from_word(rng.words(0).v[0]) <= h;
@@ -152,15 +153,15 @@ C10_HOST_DEVICE void verify_row_block(Exec& ex, const RowParams& rp) {
     const int64_t x = ex.draft_token(k);
     float log_p = kNegInf, log_q = kNegInf;
     if (draft_in_vocab(ex, x)) {
-      log_p = log_prob(masked_scaled(ex.target_logit(k, x), inv_t), lse_t);
-      log_q = draft_log_prob(ex, k, x, inv_t, lse_d);
+      log_p = log_prob(masked_scaled(ex.target_logit(k, x), scale), lse_t);
+      log_q = draft_log_prob(ex, k, x, scale, lse_d);
     }
     log_w = block_log_weight(log_w, log_p, log_q);
   }
   if (l > 0) {
     // i = l: h_l = w_l.
     const RngStream rng = RngStream::make(rp.seed, rp.offset, l - 1, RngPurpose::kAccept);
-    const bool pass = uniform_from_word(rng.words(0).v[0]) <= exp_f(log_w);
+    const bool pass = uniform_from_word(rng.words(0).v[0]) <= exp2_f(log_w);
     ex.flag(l - 1, pass ? kFlagAccepted : kFlagRejected);
     if (pass) tau = l;
   }
@@ -168,11 +169,11 @@ C10_HOST_DEVICE void verify_row_block(Exec& ex, const RowParams& rp) {
   const RngStream rng = RngStream::make(rp.seed, rp.offset, tau, RngPurpose::kResidual);
   int64_t y;
   if (tau == l) {
-    y = ex.sample_target(l, inv_t, rng);
+    y = ex.sample_target(l, scale, rng);
   } else {
     // res_tau over row tau. With one-hot drafts q is the delta at the draft token there.
     const int64_t at = onehot ? ex.draft_token(tau) : -1;
-    y = ex.sample_residual(tau, inv_t, w_tau, lse_t_tau, lse_d_tau, at, rng);
+    y = ex.sample_residual(tau, scale, w_tau, lse_t_tau, lse_d_tau, at, rng);
   }
   ex.emit(tau, y);
   ex.finish(tau, tau + 1);
@@ -184,9 +185,9 @@ C10_HOST_DEVICE void verify_row(Exec& ex, const RowParams& rp, bool block_method
     ex.finish(0, 0);  // invalid row: nothing emitted (only reachable on CUDA)
     return;
   }
-  // T = 0 is greedy; so is a positive T so small (subnormal) that 1/T overflows, where
+  // T = 0 is greedy; so is a positive T so small that log2(e)/T overflows, where
   // softmax(z / T) is the one-hot argmax anyway.
-  if (rp.temperature == 0.0f || !is_finite_f(1.0f / rp.temperature)) {
+  if (rp.temperature == 0.0f || !is_finite_f(verify_scale(1.0f / rp.temperature))) {
     verify_row_greedy(ex, rp.num_draft);
   } else if (block_method) {
     verify_row_block(ex, rp);

@@ -37,36 +37,39 @@ inline void load_scaled(const scalar_t* __restrict__ row, int64_t begin, int64_t
 
 // E = -log u (or 1/E with `reciprocal`) for vocabulary lanes [begin, begin+n) of `rng`;
 // begin is a multiple of 4. Philox words are made four lanes at a time, in SoA form, many
-// groups per SIMD block (philox_simd.h).
-inline void fill_neg_log_uniform(const RngStream& rng, int64_t begin, int64_t n,
-                                 float* __restrict__ out, bool reciprocal) {
+// groups per SIMD block (philox_simd.h). kBase2: E' = -log2 u instead (verification).
+template <bool kBase2>
+inline void fill_neg_log_uniform_base(const RngStream& rng, int64_t begin, int64_t n,
+                                      float* __restrict__ out, bool reciprocal) {
   constexpr int kGroups = kChunk / 4;
-  uint32_t w0[kGroups], w1[kGroups], w2[kGroups], w3[kGroups];
+  uint32_t w[4][kGroups];
   const int64_t groups = (n + 3) / 4;
   const uint32_t g0 = static_cast<uint32_t>(begin / 4);
-  philox_fill(rng, g0, groups, w0, w1, w2, w3);
-  float e0[kGroups], e1[kGroups], e2[kGroups], e3[kGroups];
-  if (reciprocal) {
-    for (int64_t g = 0; g < groups; ++g) {
-      e0[g] = inv_neg_log_uniform(w0[g]);
-      e1[g] = inv_neg_log_uniform(w1[g]);
-      e2[g] = inv_neg_log_uniform(w2[g]);
-      e3[g] = inv_neg_log_uniform(w3[g]);
-    }
-  } else {
-    for (int64_t g = 0; g < groups; ++g) {
-      e0[g] = neg_log_uniform(w0[g]);
-      e1[g] = neg_log_uniform(w1[g]);
-      e2[g] = neg_log_uniform(w2[g]);
-      e3[g] = neg_log_uniform(w3[g]);
+  philox_fill(rng, g0, groups, w[0], w[1], w[2], w[3]);
+  float e[4][kGroups];
+  for (int j = 0; j < 4; ++j) {
+    if (reciprocal) {
+      for (int64_t g = 0; g < groups; ++g) {
+        e[j][g] = kBase2 ? inv_neg_log2_uniform(w[j][g]) : inv_neg_log_uniform(w[j][g]);
+      }
+    } else {
+      for (int64_t g = 0; g < groups; ++g) {
+        e[j][g] = kBase2 ? neg_log2_uniform(w[j][g]) : neg_log_uniform(w[j][g]);
+      }
     }
   }
   for (int64_t g = 0; g < groups; ++g) {
-    out[4 * g] = e0[g];
-    out[4 * g + 1] = e1[g];
-    out[4 * g + 2] = e2[g];
-    out[4 * g + 3] = e3[g];
+    for (int j = 0; j < 4; ++j) out[4 * g + j] = e[j][g];
   }
+}
+
+inline void fill_neg_log_uniform(const RngStream& rng, int64_t begin, int64_t n,
+                                 float* __restrict__ out, bool reciprocal) {
+  fill_neg_log_uniform_base<false>(rng, begin, n, out, reciprocal);
+}
+inline void fill_neg_log2_uniform(const RngStream& rng, int64_t begin, int64_t n,
+                                  float* __restrict__ out, bool reciprocal) {
+  fill_neg_log_uniform_base<true>(rng, begin, n, out, reciprocal);
 }
 
 // Arg-max over consecutive chunks of keys, ties to the lowest index: per chunk a SIMD max,
@@ -89,29 +92,6 @@ struct ChunkArgMax {
   }
 };
 
-// log-sum-exp of the scaled row: one pass over memory, two over each L1-resident chunk.
-template <typename scalar_t>
-float row_lse(const scalar_t* row, int64_t vocab, float inv_t) {
-  alignas(64) float buf[kChunk];
-  SoftmaxStats acc{kNegInf, 0.0f};
-  for (int64_t c = 0; c < vocab; c += kChunk) {
-    const int64_t n = std::min(kChunk, vocab - c);
-    float m = kNegInf;
-#pragma omp simd reduction(max : m)
-    for (int64_t i = 0; i < n; ++i) {
-      const float s = masked_scaled(to_float(row[c + i]), inv_t);
-      buf[i] = s;
-      m = max_f(s, m);
-    }
-    if (m == kNegInf) continue;  // fully masked chunk
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < n; ++i) sum += exp_f(buf[i] - m);
-    acc = stats_merge(acc, SoftmaxStats{m, sum});
-  }
-  return stats_lse(acc);
-}
-
 // Greedy arg-max of the raw (masked) logits; -1 when every logit is masked.
 template <typename scalar_t>
 int64_t row_argmax(const scalar_t* row, int64_t vocab) {
@@ -125,17 +105,45 @@ int64_t row_argmax(const scalar_t* row, int64_t vocab) {
   return best.index;
 }
 
-// Gumbel-max sample of softmax(row * inv_t).
+// The verification passes in portable form: omp-simd loops that the compiler vectorises for
+// whatever instruction set the build enables. AVX-512 builds use row_passes_simd512.h
+// instead, which computes the same keys and tokens (tests/cpp checks the two agree).
+namespace generic {
+
+// log2-sum-exp2 of the scaled row: one pass over memory, two over each L1-resident chunk.
 template <typename scalar_t>
-int64_t row_sample(const scalar_t* row, int64_t vocab, float inv_t, const RngStream& rng) {
+float row_lse(const scalar_t* row, int64_t vocab, float scale) {
+  alignas(64) float buf[kChunk];
+  SoftmaxStats acc{kNegInf, 0.0f};
+  for (int64_t c = 0; c < vocab; c += kChunk) {
+    const int64_t n = std::min(kChunk, vocab - c);
+    float m = kNegInf;
+#pragma omp simd reduction(max : m)
+    for (int64_t i = 0; i < n; ++i) {
+      const float s = masked_scaled(to_float(row[c + i]), scale);
+      buf[i] = s;
+      m = max_f(s, m);
+    }
+    if (m == kNegInf) continue;  // fully masked chunk
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < n; ++i) sum += exp2_f(buf[i] - m);
+    acc = stats2_merge(acc, SoftmaxStats{m, sum});
+  }
+  return stats2_lse(acc);
+}
+
+// Gumbel-max sample of the row's softmax (scaled logits in log2 units).
+template <typename scalar_t>
+int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStream& rng) {
   alignas(64) float buf[kChunk];
   alignas(64) float e[kChunk];
   ChunkArgMax best;
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
-    fill_neg_log_uniform(rng, c, n, e, /*reciprocal=*/false);
+    fill_neg_log2_uniform(rng, c, n, e, /*reciprocal=*/false);
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) buf[i] = gumbel_key(masked_scaled(to_float(row[c + i]), inv_t), e[i]);
+    for (int64_t i = 0; i < n; ++i) buf[i] = gumbel2_key(masked_scaled(to_float(row[c + i]), scale), e[i]);
     best.offer_chunk(buf, n, c);
   }
   return best.index;
@@ -144,13 +152,13 @@ int64_t row_sample(const scalar_t* row, int64_t vocab, float inv_t, const RngStr
 // Probabilities p (target) and q (draft, or the one-hot delta at `onehot`) of a chunk.
 template <typename scalar_t>
 inline void chunk_probs(const scalar_t* t_row, const scalar_t* d_row, int64_t c, int64_t n,
-                        float inv_t, float lse_t, float lse_d, int64_t onehot,
+                        float scale, float lse_t, float lse_d, int64_t onehot,
                         float* __restrict__ p, float* __restrict__ q) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) p[i] = prob(masked_scaled(to_float(t_row[c + i]), inv_t), lse_t);
+  for (int64_t i = 0; i < n; ++i) p[i] = prob(masked_scaled(to_float(t_row[c + i]), scale), lse_t);
   if (d_row != nullptr) {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) q[i] = prob(masked_scaled(to_float(d_row[c + i]), inv_t), lse_d);
+    for (int64_t i = 0; i < n; ++i) q[i] = prob(masked_scaled(to_float(d_row[c + i]), scale), lse_d);
   } else {
     for (int64_t i = 0; i < n; ++i) q[i] = (c + i == onehot) ? 1.0f : 0.0f;
   }
@@ -159,13 +167,13 @@ inline void chunk_probs(const scalar_t* t_row, const scalar_t* d_row, int64_t c,
 // Z = sum_x max(w p(x) - q(x), 0).
 template <typename scalar_t>
 float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
-                        float inv_t, float w, float lse_t, float lse_d, int64_t onehot) {
+                        float scale, float w, float lse_t, float lse_d, int64_t onehot) {
   alignas(64) float p[kChunk];
   alignas(64) float q[kChunk];
   float z = 0.0f;
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
-    chunk_probs(t_row, d_row, c, n, inv_t, lse_t, lse_d, onehot, p, q);
+    chunk_probs(t_row, d_row, c, n, scale, lse_t, lse_d, onehot, p, q);
 #pragma omp simd reduction(+ : z)
     for (int64_t i = 0; i < n; ++i) z += residual_weight(w, p[i], q[i]);
   }
@@ -176,7 +184,7 @@ float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vo
 // when the residual has no mass; -1 only when the target row is fully masked.
 template <typename scalar_t>
 int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
-                            float inv_t, float w, float lse_t, float lse_d, int64_t onehot,
+                            float scale, float w, float lse_t, float lse_d, int64_t onehot,
                             const RngStream& rng) {
   alignas(64) float p[kChunk];
   alignas(64) float q[kChunk];
@@ -184,8 +192,8 @@ int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, int64_
   ChunkArgMax best_res, best_p;
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
-    chunk_probs(t_row, d_row, c, n, inv_t, lse_t, lse_d, onehot, p, q);
-    fill_neg_log_uniform(rng, c, n, e, /*reciprocal=*/true);
+    chunk_probs(t_row, d_row, c, n, scale, lse_t, lse_d, onehot, p, q);
+    fill_neg_log2_uniform(rng, c, n, e, /*reciprocal=*/true);
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
       const float rw = residual_weight(w, p[i], q[i]);
@@ -198,5 +206,6 @@ int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, int64_
   return best_res.index >= 0 ? best_res.index : best_p.index;
 }
 
+}  // namespace generic
 }  // namespace cpu
 }  // namespace dspark

@@ -1,7 +1,9 @@
-// CPU kernels of the verification ops: one task per request (ATen parallel_for), each running
-// the shared per-request algorithm (core/verify_row.h) with the vectorised row passes of
-// cpu/row_passes.h. Rows after a rejection are never read; nothing of size B*K*V is allocated.
+// CPU kernels of the verification ops: requests are handed out to the threads of ATen's pool
+// one at a time, each running the shared per-request algorithm (core/verify_row.h) with the
+// vectorised row passes (cpu/row_passes_simd512.h on AVX-512 builds, cpu/row_passes.h
+// otherwise). Rows after a rejection are never read; nothing of size B*K*V is allocated.
 #include <algorithm>
+#include <atomic>
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -10,10 +12,17 @@
 #include "../core/verify_row.h"
 #include "../verify_args.h"
 #include "row_passes.h"
+#include "row_passes_simd512.h"
 
 namespace dspark {
 namespace cpu {
 namespace {
+
+#if defined(DSPARK_SIMD512)
+namespace passes = simd512;
+#else
+namespace passes = generic;
+#endif
 
 template <typename scalar_t>
 struct CpuRowExec {
@@ -29,23 +38,23 @@ struct CpuRowExec {
     return pb.draft != nullptr ? pb.draft_row(b, k) : nullptr;
   }
 
-  LsePair row_lses(int64_t k, float inv_t) {
+  LsePair row_lses(int64_t k, float scale) {
     // Two passes: fusing the rows into one loop measured no faster (the passes are bound by
     // the exp throughput, not by loads).
-    const float lse_t = row_lse(pb.target_row(b, k), pb.vocab, inv_t);
-    return LsePair{lse_t, pb.draft != nullptr ? row_lse(pb.draft_row(b, k), pb.vocab, inv_t) : 0.0f};
+    const float lse_t = passes::row_lse(pb.target_row(b, k), pb.vocab, scale);
+    return LsePair{lse_t, pb.draft != nullptr ? passes::row_lse(pb.draft_row(b, k), pb.vocab, scale) : 0.0f};
   }
-  float residual_mass(int64_t k, float inv_t, float w, float lse_t, float lse_d, int64_t onehot) {
-    return row_residual_mass(pb.target_row(b, k), draft_row_or_null(k), pb.vocab, inv_t, w,
+  float residual_mass(int64_t k, float scale, float w, float lse_t, float lse_d, int64_t onehot) {
+    return passes::row_residual_mass(pb.target_row(b, k), draft_row_or_null(k), pb.vocab, scale, w,
                              lse_t, lse_d, onehot);
   }
-  int64_t sample_residual(int64_t k, float inv_t, float w, float lse_t, float lse_d,
+  int64_t sample_residual(int64_t k, float scale, float w, float lse_t, float lse_d,
                           int64_t onehot, RngStream rng) {
-    return row_sample_residual(pb.target_row(b, k), draft_row_or_null(k), pb.vocab, inv_t, w,
+    return passes::row_sample_residual(pb.target_row(b, k), draft_row_or_null(k), pb.vocab, scale, w,
                                lse_t, lse_d, onehot, rng);
   }
-  int64_t sample_target(int64_t k, float inv_t, RngStream rng) {
-    return row_sample(pb.target_row(b, k), pb.vocab, inv_t, rng);
+  int64_t sample_target(int64_t k, float scale, RngStream rng) {
+    return passes::row_sample(pb.target_row(b, k), pb.vocab, scale, rng);
   }
   int64_t argmax_target(int64_t k) { return row_argmax(pb.target_row(b, k), pb.vocab); }
 
@@ -66,18 +75,27 @@ void run_verify(VerifyArgs& args) {
   constexpr int64_t kMinTaskElements = int64_t{1} << 17;
   const int64_t per_request = std::max<int64_t>(1, 2 * (pb.max_draft + 1) * pb.vocab);
   const int64_t grain = std::max<int64_t>(1, kMinTaskElements / per_request);
-  at::parallel_for(0, pb.batch, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) {
-      // Padding first: the algorithm writes only what it emits and tests.
-      std::fill_n(pb.out_tokens + b * (pb.max_draft + 1), pb.max_draft + 1, int64_t{-1});
-      if (!pb.ragged()) std::fill_n(pb.accept_flags + b * pb.max_draft, pb.max_draft, kFlagUntested);
-      CpuRowExec<scalar_t> ex{pb, b};
-      RowParams rp;
-      rp.num_draft = pb.row_num_draft(b);  // validated by make_*_args
-      rp.temperature = pb.row_temperature(b);
-      rp.seed = pb.seed ? pb.seed[b] : 0;
-      rp.offset = pb.offset ? pb.offset[b] : 0;
-      verify_row(ex, rp, pb.block_method);
+  const int64_t tasks = (pb.batch + grain - 1) / grain;
+  // Dynamic hand-out: a request's cost depends on where it is rejected (from two rows to
+  // 2K+1), so a static split leaves one thread idle while another finishes a long request.
+  std::atomic<int64_t> next_task{0};
+  const int64_t workers = std::min<int64_t>(tasks, at::get_num_threads());
+  at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+    for (int64_t t = next_task.fetch_add(1); t < tasks; t = next_task.fetch_add(1)) {
+      for (int64_t b = t * grain; b < std::min(pb.batch, (t + 1) * grain); ++b) {
+        // Padding first: the algorithm writes only what it emits and tests.
+        std::fill_n(pb.out_tokens + b * (pb.max_draft + 1), pb.max_draft + 1, int64_t{-1});
+        if (!pb.ragged()) {
+          std::fill_n(pb.accept_flags + b * pb.max_draft, pb.max_draft, kFlagUntested);
+        }
+        CpuRowExec<scalar_t> ex{pb, b};
+        RowParams rp;
+        rp.num_draft = pb.row_num_draft(b);  // validated by make_*_args
+        rp.temperature = pb.row_temperature(b);
+        rp.seed = pb.seed ? pb.seed[b] : 0;
+        rp.offset = pb.offset ? pb.offset[b] : 0;
+        verify_row(ex, rp, pb.block_method);
+      }
     }
   });
 }

@@ -45,6 +45,11 @@ struct StatsOp {
     return stats_merge(a, b);
   }
 };
+struct Stats2Op {  // base 2 (verification)
+  __device__ __forceinline__ SoftmaxStats operator()(SoftmaxStats a, SoftmaxStats b) const {
+    return stats2_merge(a, b);
+  }
+};
 // ArgMax::merge is an exact selection (larger key, then lower index), so the reduction tree
 // cannot change which index wins: ties go to the lowest index as on the CPU.
 struct ArgMaxOp {
@@ -93,6 +98,10 @@ __device__ __forceinline__ float block_sum(float v, ReduceScratch& s) {
 template <int kThreads>
 __device__ __forceinline__ SoftmaxStats block_stats(SoftmaxStats v, ReduceScratch& s) {
   return block_reduce_broadcast<kThreads>(v, StatsOp{}, s);
+}
+template <int kThreads>
+__device__ __forceinline__ SoftmaxStats block_stats2(SoftmaxStats v, ReduceScratch& s) {
+  return block_reduce_broadcast<kThreads>(v, Stats2Op{}, s);
 }
 template <int kThreads>
 __device__ __forceinline__ ArgMax block_argmax(ArgMax v, ReduceScratch& s) {

@@ -72,26 +72,26 @@ struct CudaRowExec {
   __device__ float draft_logit(int64_t k, int64_t v) const { return load_scalar(draft_row(k) + v); }
   __device__ bool has_draft_logits() const { return draft != nullptr; }
 
-  __device__ LsePair row_lses(int64_t k, float inv_t) {
-    const float lse_t = block_row_lse<kThreads>(target_row(k), vocab_, inv_t, *scratch);
+  __device__ LsePair row_lses(int64_t k, float scale) {
+    const float lse_t = block_row_lse<kThreads>(target_row(k), vocab_, scale, *scratch);
     const float lse_d =
-        draft != nullptr ? block_row_lse<kThreads>(draft_row(k), vocab_, inv_t, *scratch) : 0.0f;
+        draft != nullptr ? block_row_lse<kThreads>(draft_row(k), vocab_, scale, *scratch) : 0.0f;
     return LsePair{lse_t, lse_d};
   }
-  __device__ float residual_mass(int64_t k, float inv_t, float w, float lse_t, float lse_d,
+  __device__ float residual_mass(int64_t k, float scale, float w, float lse_t, float lse_d,
                                  int64_t onehot) {
     return block_residual_mass<kThreads>(target_row(k), draft_row_or_null(k), vocab_,
-                                         ResidualParams{inv_t, w, lse_t, lse_d, onehot},
+                                         ResidualParams{scale, w, lse_t, lse_d, onehot},
                                          *scratch);
   }
-  __device__ int64_t sample_residual(int64_t k, float inv_t, float w, float lse_t, float lse_d,
+  __device__ int64_t sample_residual(int64_t k, float scale, float w, float lse_t, float lse_d,
                                      int64_t onehot, RngStream rng) {
     return block_sample_residual<kThreads>(target_row(k), draft_row_or_null(k), vocab_,
-                                           ResidualParams{inv_t, w, lse_t, lse_d, onehot}, rng,
+                                           ResidualParams{scale, w, lse_t, lse_d, onehot}, rng,
                                            *scratch);
   }
-  __device__ int64_t sample_target(int64_t k, float inv_t, RngStream rng) {
-    return block_row_sample<kThreads>(target_row(k), vocab_, inv_t, rng, *scratch);
+  __device__ int64_t sample_target(int64_t k, float scale, RngStream rng) {
+    return block_row_sample<kThreads>(target_row(k), vocab_, scale, rng, *scratch);
   }
   __device__ int64_t argmax_target(int64_t k) {
     return block_row_argmax<kThreads>(target_row(k), vocab_, *scratch);

@@ -121,10 +121,10 @@ struct ThreadArgMax {
   __device__ __forceinline__ ArgMax get() const { return ArgMax{key, index}; }
 };
 
-// log-sum-exp of the scaled row (-inf when fully masked), one read of the row. Each thread
+// log2-sum-exp2 of the scaled row (-inf when fully masked), one read of the row. Each thread
 // keeps an online (max, sum) pair, rescaling only when its max grows.
 template <int kThreads, typename scalar_t>
-__device__ __noinline__ float block_row_lse(const scalar_t* row, int64_t vocab, float inv_t,
+__device__ __noinline__ float block_row_lse(const scalar_t* row, int64_t vocab, float scale,
                                             ReduceScratch& scratch) {
   using Src = OneRow<scalar_t>;
   constexpr int kLanes = Src::kLanes;
@@ -134,19 +134,19 @@ __device__ __noinline__ float block_row_lse(const scalar_t* row, int64_t vocab, 
     float um = kNegInf;
 #pragma unroll
     for (int i = 0; i < kLanes; ++i) {
-      x[i] = masked_scaled(lane<scalar_t>(r, i), inv_t);
+      x[i] = masked_scaled(lane<scalar_t>(r, i), scale);
       um = max_f(x[i], um);
     }
     if (um > m) {
-      s = (m == kNegInf) ? 0.0f : s * exp_f(m - um);
+      s = (m == kNegInf) ? 0.0f : s * exp2_f(m - um);
       m = um;
     }
     if (m != kNegInf) {
 #pragma unroll
-      for (int i = 0; i < kLanes; ++i) s += exp_f(x[i] - m);  // masked: exp(-inf) = 0
+      for (int i = 0; i < kLanes; ++i) s += exp2_f(x[i] - m);  // masked: 2^-inf = 0
     }
   });
-  return stats_lse(block_stats<kThreads>(SoftmaxStats{m, s}, scratch));
+  return stats2_lse(block_stats2<kThreads>(SoftmaxStats{m, s}, scratch));
 }
 
 // Greedy arg-max of the raw (masked) logits, lowest index on ties; -1 when all are masked.
@@ -169,9 +169,9 @@ __device__ __noinline__ int64_t block_row_argmax(const scalar_t* row, int64_t vo
 // group v / 4 (group u * kGroups + i / 4, word i % 4), exactly the CPU layout, with one
 // Philox call per 4 lanes. Groups fit in 32 bits since V < 2^31.
 
-// Gumbel-max sample of softmax(row * inv_t); -1 only for a fully masked row.
+// Gumbel-max sample of the row's softmax (log2 units); -1 only for a fully masked row.
 template <int kThreads, typename scalar_t>
-__device__ __noinline__ int64_t block_row_sample(const scalar_t* row, int64_t vocab, float inv_t,
+__device__ __noinline__ int64_t block_row_sample(const scalar_t* row, int64_t vocab, float scale,
                                                  RngStream rng, ReduceScratch& scratch) {
   using Src = OneRow<scalar_t>;
   constexpr int kLanes = Src::kLanes;
@@ -184,8 +184,8 @@ __device__ __noinline__ int64_t block_row_sample(const scalar_t* row, int64_t vo
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int i = 4 * g + j;
-        const float scaled = masked_scaled(lane<scalar_t>(r, i), inv_t);
-        best.offer(gumbel_key(scaled, neg_log_uniform(o.v[j])), u * kLanes + i);
+        const float scaled = masked_scaled(lane<scalar_t>(r, i), scale);
+        best.offer(gumbel2_key(scaled, neg_log2_uniform(o.v[j])), u * kLanes + i);
       }
     }
   });
@@ -195,7 +195,7 @@ __device__ __noinline__ int64_t block_row_sample(const scalar_t* row, int64_t vo
 // What a residual pass needs besides the rows: max(w p - q, 0) with p = softmax(target / T),
 // q = softmax(draft / T) or, for one-hot drafts, the delta at `onehot`.
 struct ResidualParams {
-  float inv_t, w, lse_t, lse_d;
+  float scale, w, lse_t, lse_d;
   int64_t onehot;
 };
 
@@ -205,9 +205,9 @@ __device__ __forceinline__ void lane_probs(const ResidualParams& rp, int64_t u, 
                                            int64_t vocab,
                                            const typename TwoRows<scalar_t, kHasDraft>::Raw& r,
                                            float& p, float& q) {
-  p = prob(masked_scaled(lane<scalar_t>(r.t, i), rp.inv_t), rp.lse_t);
+  p = prob(masked_scaled(lane<scalar_t>(r.t, i), rp.scale), rp.lse_t);
   if constexpr (kHasDraft) {
-    q = prob(masked_scaled(lane<scalar_t>(r.d, i), rp.inv_t), rp.lse_d);
+    q = prob(masked_scaled(lane<scalar_t>(r.d, i), rp.scale), rp.lse_d);
   } else {
     const int64_t v = u * Unit<scalar_t>::kLanes + i;
     q = (v < vocab && v == rp.onehot) ? 1.0f : 0.0f;
@@ -266,7 +266,7 @@ __device__ __forceinline__ int64_t race_pass(const scalar_t* target, const scala
         float p, q;
         lane_probs<scalar_t, kHasDraft>(rp, u, i, vocab, r, p, q);
         const float weight = kOverP ? p : residual_weight(rp.w, p, q);
-        best.offer(race_key(weight, inv_neg_log_uniform(o.v[j])), u * kLanes + i);
+        best.offer(race_key(weight, inv_neg_log2_uniform(o.v[j])), u * kLanes + i);
       }
     }
   });

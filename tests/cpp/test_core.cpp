@@ -128,8 +128,8 @@ struct ScalarExec {
   bool has_draft_logits() const { return true; }
   static float lse(const std::vector<float>& row, float inv_t) {
     SoftmaxStats s{kNegInf, 0.0f};
-    for (float x : row) s = stats_merge(s, {masked_scaled(x, inv_t), 1.0f});
-    return stats_lse(s);
+    for (float x : row) s = stats2_merge(s, {masked_scaled(x, inv_t), 1.0f});
+    return stats2_lse(s);
   }
   LsePair row_lses(int64_t k, float inv_t) { return {lse(t[k], inv_t), lse(d[k], inv_t)}; }
   float residual_mass(int64_t k, float inv_t, float w, float lt, float ld, int64_t) {
@@ -145,7 +145,7 @@ struct ScalarExec {
     for (int64_t v = 0; v < vocab(); ++v) {
       const float p = prob(masked_scaled(t[k][v], inv_t), lt);
       const float q = prob(masked_scaled(d[k][v], inv_t), ld);
-      const float ie = inv_neg_log_uniform(rng.words(static_cast<uint32_t>(v / 4)).v[v % 4]);
+      const float ie = inv_neg_log2_uniform(rng.words(static_cast<uint32_t>(v / 4)).v[v % 4]);
       r.offer(race_key(residual_weight(w, p, q), ie), v);
       f.offer(race_key(p, ie), v);
     }
@@ -154,8 +154,8 @@ struct ScalarExec {
   int64_t sample_target(int64_t k, float inv_t, RngStream rng) {
     ArgMax a = ArgMax::empty();
     for (int64_t v = 0; v < vocab(); ++v)
-      a.offer(gumbel_key(masked_scaled(t[k][v], inv_t),
-                         neg_log_uniform(rng.words(static_cast<uint32_t>(v / 4)).v[v % 4])),
+      a.offer(gumbel2_key(masked_scaled(t[k][v], inv_t),
+                         neg_log2_uniform(rng.words(static_cast<uint32_t>(v / 4)).v[v % 4])),
               v);
     return a.index;
   }
