@@ -77,12 +77,19 @@ DSPARK_FN float round_nearest_f(float x) {
   return (x + shifter) - shifter;
 }
 
-// p * 2^n for an integral float n in [-126, 128]: 2^n is built from its bits (normal, or
-// +inf for 128), and the product is one correctly rounded multiplication. n is read from the
-// bits of n + 1.5*2^23 (no float-to-int conversion, which is undefined for NaN).
-DSPARK_FN float scale_pow2_f(float p, float n) {
+// p * 2^n for p in [0.5, 2) and an integral float n in [-150, 127], correctly rounded (a
+// result below 2^-126 is a subnormal, or 0): exactly what one scaling instruction (AVX-512
+// vscalefps) computes. Scalar form: for n >= -126 one multiplication by 2^n (a normal
+// number built from its bits); below that, p * 2^(n+126) first (exact: still normal) and
+// then one rounding multiplication by 2^-126. n is read from the bits of n + 1.5*2^23 (no
+// float-to-int conversion, which is undefined for NaN).
+DSPARK_FN float pow2_normal_f(float n) {  // 2^n for integral n in [-126, 127]
   const uint32_t biased = float_bits(n + 12582912.0f) - 0x4B400000u + 127u;  // n + 127
-  return p * bits_float(biased << 23);
+  return bits_float(biased << 23);
+}
+DSPARK_FN float scale_pow2_f(float p, float n) {
+  const float k = (n < -126.0f) ? -126.0f : 0.0f;
+  return (p * pow2_normal_f(n - k)) * pow2_normal_f(k);
 }
 
 // The biased exponent field of x's bits (bits >> 23 for positive x), as a float.
@@ -159,11 +166,15 @@ DSPARK_FN float log_f(float x) {
 // --- Base 2 (verification) ---------------------------------------------------------------
 
 // 2^x = 2^n * 2^r with n = round(x), |r| <= 1/2, 2^r by a degree-6 polynomial (Cephes exp2f
-// coefficients). x < -126 gives 0 (results below the normal range flush to zero: such a
-// probability never matters here), -inf gives 0, x >= 127.5 gives +inf, NaN gives NaN.
+// coefficients), scaled by 2^n in one rounding (scale_pow2_f). Below 2^-126 the result is a
+// subnormal, and 0 from x <= -150 on (so -inf gives exactly 0 without a separate select:
+// 2^-150 rounds to 0); NaN gives NaN; x >= 127 saturates at 2^127 (every caller passes a
+// log2-probability, <= 0; the clamp keeps 2^n finite on every executor).
+// Subnormal results assume the CPU runs without flush-to-zero (the default; PyTorch turns it
+// on only through torch.set_flush_denormal(True)); they are probabilities below 1e-38.
 template <typename F>
 DSPARK_FN F exp2_lanes(F x) {
-  const F xc = max_f(F(-126.0f), min_f(F(128.0f), x));  // NaN passes through
+  const F xc = max_f(F(-150.0f), min_f(F(127.0f), x));  // NaN passes through
   const F n = round_nearest_f(xc);
   const F r = xc - n;  // exact
   F p = F(1.535336188319500e-4f);
@@ -173,7 +184,7 @@ DSPARK_FN F exp2_lanes(F x) {
   p = fma_f(p, r, F(2.402264791363012e-1f));
   p = fma_f(p, r, F(6.931472028550421e-1f));
   p = fma_f(p, r, F(1.0f));
-  return select_f(x < F(-126.0f), F(0.0f), scale_pow2_f(p, n));
+  return scale_pow2_f(p, n);
 }
 
 DSPARK_FN float exp2_f(float x) { return exp2_lanes(x); }

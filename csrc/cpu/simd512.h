@@ -82,8 +82,11 @@ inline F16 fma_f(F16 a, F16 b, F16 c) { return F16(_mm512_fmadd_ps(a.v, b.v, c.v
 inline F16 min_f(F16 a, F16 b) { return F16(_mm512_min_ps(a.v, b.v)); }
 inline F16 max_f(F16 a, F16 b) { return F16(_mm512_max_ps(a.v, b.v)); }
 inline F16 select_f(M16 c, F16 a, F16 b) { return F16(_mm512_mask_blend_ps(c.k, b.v, a.v)); }
+// |x| <= FLT_MAX, as the scalar form; one classification (NaN, +inf, -inf) instead of an
+// abs and a compare.
 inline M16 is_finite_f(F16 x) {
-  return M16{_mm512_cmp_ps_mask(_mm512_abs_ps(x.v), _mm512_set1_ps(kFloatMax), _CMP_LE_OQ)};
+  constexpr int kNonFinite = 0x01 | 0x08 | 0x10 | 0x80;  // QNaN, +inf, -inf, SNaN
+  return M16{static_cast<__mmask16>(~_mm512_fpclass_ps_mask(x.v, kNonFinite))};
 }
 inline F16 round_nearest_f(F16 x) {
   return F16(_mm512_roundscale_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));

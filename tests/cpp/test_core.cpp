@@ -14,18 +14,13 @@
 #include "core/verify_math.h"
 #include "core/verify_row.h"
 #include "cpu/philox_simd.h"
-
-namespace {
+#include "check.h"
 
 int g_failures = 0;
 
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      ++g_failures;                                                          \
-    }                                                                        \
-  } while (0)
+void run_lane_tests();  // test_lanes.cpp
+
+namespace {
 
 using namespace dspark;
 
@@ -219,6 +214,7 @@ int main() {
   test_verify_math();
   test_toy_law_through_shared_algorithm();
   test_invalid_rows_emit_nothing();
+  run_lane_tests();
   if (g_failures != 0) {
     std::fprintf(stderr, "%d check(s) failed\n", g_failures);
     return EXIT_FAILURE;

@@ -1,0 +1,237 @@
+// Unit tests of the base-2 math of verification and of its SIMD execution:
+// - exp2_f / log2_f accuracy against double, and their special values;
+// - on AVX-512 builds (-march=native on such a machine): every lane-generic function
+//   instantiated with cpu::F16 gives, lane by lane, the bits of its float instantiation, and
+//   the AVX-512 row passes (cpu/row_passes_simd512.h) give the generic passes' tokens and
+//   (up to summation order) their sums, for every logit dtype, ragged vocabulary sizes and
+//   masked logits.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "check.h"
+#include "core/fastmath.h"
+#include "core/philox.h"
+#include "core/verify_math.h"
+#include "cpu/row_passes.h"
+#include "cpu/row_passes_simd512.h"
+
+namespace {
+
+using namespace dspark;
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+uint32_t bits_of(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  return u;
+}
+
+// Same value, NaNs of any payload counted equal.
+bool same_bits(float a, float b) {
+  return (std::isnan(a) && std::isnan(b)) || bits_of(a) == bits_of(b);
+}
+
+void test_exp2_log2_accuracy() {
+  std::mt19937 gen(7);
+  double worst_exp2 = 0.0, worst_log2 = 0.0;
+  for (int i = 0; i < 400000; ++i) {
+    const float x = std::uniform_real_distribution<float>(-125.0f, 126.5f)(gen);
+    const double r = std::exp2(static_cast<double>(x));
+    worst_exp2 = std::max(worst_exp2, std::fabs(exp2_f(x) - r) / r);
+    const float y = std::exp2(std::uniform_real_distribution<float>(-125.0f, 127.0f)(gen));
+    const double l = std::log2(static_cast<double>(y));
+    worst_log2 = std::max(worst_log2, std::fabs(log2_f(y) - l) / std::max(std::fabs(l), 1.0));
+  }
+  CHECK(worst_exp2 < 2.5e-7);  // about 2 ulp
+  CHECK(worst_log2 < 2.5e-7);
+  CHECK(exp2_f(0.0f) == 1.0f && exp2_f(-1.0f) == 0.5f && exp2_f(10.0f) == 1024.0f);
+  CHECK(exp2_f(-kInf) == 0.0f && exp2_f(-150.0f) == 0.0f && exp2_f(-1000.0f) == 0.0f);
+  CHECK(exp2_f(-140.0f) == 0x1p-140f && exp2_f(-149.0f) == 0x1p-149f);  // subnormal results
+  CHECK(exp2_f(-126.5f) > 0.0f && exp2_f(-126.5f) < 0x1p-126f);
+  CHECK(exp2_f(127.0f) == 0x1p127f && exp2_f(1000.0f) == 0x1p127f && exp2_f(kInf) == 0x1p127f);
+  CHECK(std::isnan(exp2_f(std::nanf(""))));
+  CHECK(log2_f(1.0f) == 0.0f && log2_f(8.0f) == 3.0f && log2_f(0.25f) == -2.0f);
+  CHECK(log2_f(0.0f) == -kInf && std::isnan(log2_f(-1.0f)) && std::isinf(log2_f(kInf)));
+  // Exponential-race variables: E' = -log2 u is in (0, 24] for every word.
+  CHECK(neg_log2_uniform(0u) > 23.99f && neg_log2_uniform(0u) <= 24.0f);
+  CHECK(neg_log2_uniform(0xffffffffu) > 0.0f);
+}
+
+#if defined(DSPARK_SIMD512)
+using cpu::F16;
+using cpu::U16;
+
+// Inputs that stress each branch: specials, clamp edges, the flush-to-zero edge, random.
+std::vector<float> exp2_inputs(std::mt19937& gen) {
+  std::vector<float> v = {0.0f, -0.0f, -0.5f, 0.5f, -1.5f, -125.5f, -126.0f, -126.0001f, -126.5f,
+                          -127.0f, -149.0f, -149.5f, -149.7f, -150.0f, -150.5f, -160.0f, -1e30f,
+                          -kInf, kInf, 127.0f, 127.49f, 127.5f,
+                          128.0f, 129.0f, 1e30f, std::nanf(""), 1e-40f, -1e-40f};
+  std::uniform_real_distribution<float> wide(-160.0f, 130.0f), near0(-2.0f, 0.1f);
+  for (int i = 0; i < 200000; ++i) v.push_back(i % 2 ? wide(gen) : near0(gen));
+  while (v.size() % 16) v.push_back(0.25f);
+  return v;
+}
+
+template <class Scalar, class Lanes>
+void expect_lanes_equal(const std::vector<float>& in, Scalar scalar, Lanes lanes, int* bad) {
+  for (size_t i = 0; i < in.size(); i += 16) {
+    alignas(64) float out[16];
+    lanes(F16::load(in.data() + i)).store(out);
+    for (int j = 0; j < 16; ++j) {
+      if (!same_bits(out[j], scalar(in[i + j]))) ++*bad;
+    }
+  }
+}
+
+void test_simd_lanes_are_bit_identical() {
+  std::mt19937 gen(11);
+  const std::vector<float> xs = exp2_inputs(gen);
+  int bad = 0;
+  expect_lanes_equal(xs, [](float x) { return exp2_f(x); },
+                     [](F16 x) { return exp2_lanes(x); }, &bad);
+  CHECK(bad == 0);
+
+  std::vector<float> pos;
+  std::uniform_real_distribution<float> expo(-125.9f, 127.9f);
+  for (int i = 0; i < 200000; ++i) pos.push_back(std::exp2(expo(gen)));
+  for (float x : {1.0f, 0.70710677f, 0.70710683f, 1.4142135f, 1.17549435e-38f, 3.0e38f}) {
+    pos.push_back(x);
+  }
+  while (pos.size() % 16) pos.push_back(2.0f);
+  bad = 0;
+  expect_lanes_equal(pos, [](float x) { return log2_pos_f(x); },
+                     [](F16 x) { return log2_pos_lanes(x); }, &bad);
+  CHECK(bad == 0);
+
+  // Philox word -> E' and 1/E', over random words and the extremes.
+  std::vector<uint32_t> words = {0u, 1u, 511u, 512u, 0x7fffffffu, 0x80000000u, 0xffffffffu};
+  std::uniform_int_distribution<uint32_t> any;
+  for (int i = 0; i < 200000; ++i) words.push_back(any(gen));
+  while (words.size() % 16) words.push_back(12345u);
+  bad = 0;
+  for (size_t i = 0; i < words.size(); i += 16) {
+    alignas(64) float e[16], ie[16];
+    const U16 w = U16::load(words.data() + i);
+    neg_log2_uniform(w).store(e);
+    inv_neg_log2_uniform(w).store(ie);
+    for (int j = 0; j < 16; ++j) {
+      if (!same_bits(e[j], neg_log2_uniform(words[i + j]))) ++bad;
+      if (!same_bits(ie[j], inv_neg_log2_uniform(words[i + j]))) ++bad;
+    }
+  }
+  CHECK(bad == 0);
+
+  // Scaling/masking, probabilities, residual weights, race and Gumbel keys.
+  std::vector<float> logits = {kInf, -kInf, std::nanf(""), 3.0e38f, -3.0e38f, 0.0f, -0.0f};
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  for (int i = 0; i < 100000; ++i) logits.push_back(normal(gen));
+  while (logits.size() % 16) logits.push_back(1.0f);
+  bad = 0;
+  for (float scale : {verify_scale(1.0f), verify_scale(1.0f / 0.7f), 1e38f}) {
+    for (float lse : {2.5f, -kInf, 40.0f}) {
+      for (size_t i = 0; i + 16 <= logits.size(); i += 16) {
+        alignas(64) float s[16], p[16], rw[16], key[16], g[16];
+        const F16 vs = masked_scaled(F16::load(logits.data() + i), F16(scale));
+        const F16 vp = prob(vs, F16(lse));
+        const F16 vq = prob(vs - F16(0.5f), F16(lse));
+        vs.store(s);
+        vp.store(p);
+        residual_weight(F16(0.75f), vp, vq).store(rw);
+        race_key(vp, F16(1.7f)).store(key);
+        gumbel2_key(vs, F16(0.3f)).store(g);
+        for (int j = 0; j < 16; ++j) {
+          const float ss = masked_scaled(logits[i + j], scale);
+          const float sp = prob(ss, lse);
+          const float sq = prob(ss - 0.5f, lse);
+          if (!same_bits(s[j], ss) || !same_bits(p[j], sp)) ++bad;
+          if (!same_bits(rw[j], residual_weight(0.75f, sp, sq))) ++bad;
+          if (!same_bits(key[j], race_key(sp, 1.7f))) ++bad;
+          if (!same_bits(g[j], gumbel2_key(ss, 0.3f))) ++bad;
+        }
+      }
+    }
+  }
+  CHECK(bad == 0);
+}
+
+template <typename scalar_t>
+std::vector<scalar_t> random_row(std::mt19937& gen, int64_t vocab, bool masked) {
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<scalar_t> row(static_cast<size_t>(vocab));
+  for (auto& x : row) x = static_cast<scalar_t>(normal(gen));
+  if (masked && vocab > 3) {
+    row[1] = static_cast<scalar_t>(kInf);
+    row[static_cast<size_t>(vocab / 2)] = static_cast<scalar_t>(std::nanf(""));
+    row[static_cast<size_t>(vocab - 1)] = static_cast<scalar_t>(-kInf);
+  }
+  return row;
+}
+
+template <typename scalar_t>
+void simd_passes_match_generic() {
+  std::mt19937 gen(3);
+  int bad_tokens = 0, bad_sums = 0;
+  for (int64_t vocab : {1, 7, 15, 16, 17, 63, 64, 65, 1000, 1024, 1025, 2100, 5003}) {
+    for (int masked = 0; masked < 2; ++masked) {
+      const auto t = random_row<scalar_t>(gen, vocab, masked != 0);
+      const auto d = random_row<scalar_t>(gen, vocab, false);
+      const float scale = verify_scale(1.0f / 0.9f);
+      const float lt = cpu::generic::row_lse(t.data(), vocab, scale);
+      const float ld = cpu::generic::row_lse(d.data(), vocab, scale);
+      const float lt2 = cpu::simd512::row_lse(t.data(), vocab, scale);
+      if (!(std::fabs(lt - lt2) <= 1e-5f * std::max(1.0f, std::fabs(lt)))) ++bad_sums;
+      for (uint32_t seed = 0; seed < 6; ++seed) {
+        const RngStream rng = RngStream::make(seed * 7919 + 1, 42, 3, RngPurpose::kResidual);
+        if (cpu::generic::row_sample(t.data(), vocab, scale, rng) !=
+            cpu::simd512::row_sample(t.data(), vocab, scale, rng)) {
+          ++bad_tokens;
+        }
+        for (float w : {1.0f, 0.3f}) {
+          const int64_t onehot = static_cast<int64_t>(seed) % vocab;
+          for (const scalar_t* dr : {d.data(), static_cast<const scalar_t*>(nullptr)}) {
+            const float ldx = dr != nullptr ? ld : 0.0f;
+            const int64_t oh = dr != nullptr ? -1 : onehot;
+            if (cpu::generic::row_sample_residual(t.data(), dr, vocab, scale, w, lt, ldx, oh, rng) !=
+                cpu::simd512::row_sample_residual(t.data(), dr, vocab, scale, w, lt, ldx, oh, rng)) {
+              ++bad_tokens;
+            }
+            const float z1 = cpu::generic::row_residual_mass(t.data(), dr, vocab, scale, w, lt, ldx, oh);
+            const float z2 = cpu::simd512::row_residual_mass(t.data(), dr, vocab, scale, w, lt, ldx, oh);
+            if (!(std::fabs(z1 - z2) <= 1e-5f * std::max(1.0f, z1))) ++bad_sums;
+          }
+        }
+      }
+      // The residual of a draft equal to the target has no mass: both fall back to p.
+      const RngStream rng = RngStream::make(9, 1, 0, RngPurpose::kResidual);
+      if (cpu::generic::row_sample_residual(t.data(), t.data(), vocab, scale, 1.0f, lt, lt, -1, rng) !=
+          cpu::simd512::row_sample_residual(t.data(), t.data(), vocab, scale, 1.0f, lt, lt, -1, rng)) {
+        ++bad_tokens;
+      }
+    }
+  }
+  CHECK(bad_tokens == 0);
+  CHECK(bad_sums == 0);
+}
+#endif  // DSPARK_SIMD512
+
+}  // namespace
+
+void run_lane_tests() {
+  test_exp2_log2_accuracy();
+#if defined(DSPARK_SIMD512)
+  test_simd_lanes_are_bit_identical();
+  simd_passes_match_generic<float>();
+  simd_passes_match_generic<double>();
+  simd_passes_match_generic<c10::BFloat16>();
+  simd_passes_match_generic<c10::Half>();
+  std::printf("dspark core tests: AVX-512 lanes checked against the scalar definitions\n");
+#else
+  std::printf("dspark core tests: built without AVX-512, SIMD lane checks skipped\n");
+#endif
+}
