@@ -172,9 +172,11 @@ DSPARK_FN float log_f(float x) {
 // log2-probability, <= 0; the clamp keeps 2^n finite on every executor).
 // Subnormal results assume the CPU runs without flush-to-zero (the default; PyTorch turns it
 // on only through torch.set_flush_denormal(True)); they are probabilities below 1e-38.
+// exp2_le127_lanes is the same function for arguments known to be <= 127 (x - max in a
+// log-sum-exp): it skips the upper clamp, which is the identity there.
 template <typename F>
-DSPARK_FN F exp2_lanes(F x) {
-  const F xc = max_f(F(-150.0f), min_f(F(127.0f), x));  // NaN passes through
+DSPARK_FN F exp2_le127_lanes(F x) {
+  const F xc = max_f(F(-150.0f), x);  // NaN passes through
   const F n = round_nearest_f(xc);
   const F r = xc - n;  // exact
   F p = F(1.535336188319500e-4f);
@@ -185,6 +187,11 @@ DSPARK_FN F exp2_lanes(F x) {
   p = fma_f(p, r, F(6.931472028550421e-1f));
   p = fma_f(p, r, F(1.0f));
   return scale_pow2_f(p, n);
+}
+
+template <typename F>
+DSPARK_FN F exp2_lanes(F x) {
+  return exp2_le127_lanes(min_f(F(127.0f), x));  // NaN passes through
 }
 
 DSPARK_FN float exp2_f(float x) { return exp2_lanes(x); }

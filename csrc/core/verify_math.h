@@ -141,15 +141,37 @@ DSPARK_FN float gumbel_key(float scaled, float neg_log_u) {
 // Base-2 forms for verification. E' = -log2 u = E / ln 2 is Exp(1/ln 2): the race
 // argmax w / E' is the race argmax w / E, and the Gumbel key in log2 units
 // scaled2 - log2 E' = log2(e) (scaled - log E) - log2(log2 e) has the same argmax.
+// E' and 1/E' from the uniform u of a lane (u in [2^-24, 1): normal, E' in (0, 24]).
+template <typename F>
+DSPARK_FN F neg_log2_of_uniform(F u) {
+  return -log2_pos_lanes(u);
+}
+template <typename F>
+DSPARK_FN F inv_neg_log2_of_uniform(F u) {
+  return F(1.0f) / neg_log2_of_uniform(u);
+}
+// The same from the lane's Philox word.
 template <typename U>
 DSPARK_FN auto neg_log2_uniform(U word) {
-  const auto u = uniform_lanes(word);  // u in [2^-24, 1): normal, E' in (0, 24]
-  return -log2_pos_lanes(u);
+  return neg_log2_of_uniform(uniform_lanes(word));
 }
 template <typename U>
 DSPARK_FN auto inv_neg_log2_uniform(U word) {
-  const auto e = neg_log2_uniform(word);
-  return decltype(e)(1.0f) / e;
+  return inv_neg_log2_of_uniform(uniform_lanes(word));
+}
+
+// Pruning the exponential race without changing its winner. Since -ln u >= 1 - u, a lane's
+// key w / E' is at most w / (log2(e) (1 - u)) (1 - u is exact for our uniforms). So if
+// w * kRaceBoundScale < bar * (1 - u), where bar is a key some lane already reached, the
+// lane's key (as race_key computes it) is below bar and the lane cannot win; its logarithm
+// need not be computed. kRaceBoundScale = ln 2 * (1 + 1e-5): the 1e-5 margin covers the
+// rounding of E' (a few ulp), of 1/E' and of the two products compared here, each under
+// 1e-6. An executor may skip such lanes or compute them; the argmax is the same.
+constexpr float kRaceBoundScale = 0.693154112f;
+
+template <typename F>
+DSPARK_FN auto race_may_beat(F weight, F u, F bar) {
+  return (weight * F(kRaceBoundScale)) >= (bar * (F(1.0f) - u));
 }
 template <typename F>
 DSPARK_FN F gumbel2_key(F scaled, F neg_log2_u) {

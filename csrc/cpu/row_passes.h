@@ -127,7 +127,7 @@ float row_lse(const scalar_t* row, int64_t vocab, float scale) {
     if (m == kNegInf) continue;  // fully masked chunk
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t i = 0; i < n; ++i) sum += exp2_f(buf[i] - m);
+    for (int64_t i = 0; i < n; ++i) sum += exp2_le127_lanes(buf[i] - m);  // <= 0
     acc = stats2_merge(acc, SoftmaxStats{m, sum});
   }
   return stats2_lse(acc);

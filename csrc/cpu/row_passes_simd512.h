@@ -11,8 +11,10 @@
 // - the residual race keeps only the residual key; the fallback race over p (needed only when
 //   rounding leaves the residual without mass) runs as a second pass in that rare case, as on
 //   CUDA;
-// - Philox words are turned into E' = -log2 u (or 1/E') sixteen groups at a time and
-//   transposed into lane order in registers.
+// - Philox words are turned into uniforms (or E' = -log2 u) sixteen groups at a time and
+//   transposed into lane order in registers;
+// - the residual race skips the logarithm of lanes that provably cannot win
+//   (core/verify_math.h race_may_beat).
 #pragma once
 
 #include "row_passes.h"
@@ -90,64 +92,65 @@ float row_lse(const scalar_t* row, int64_t vocab, float scale) {
     int64_t j = 0;
     for (; j + 32 <= padded; j += 32) {
       prefetch_next(row, c, j, vocab);
-      a0 = a0 + exp2_lanes(F16::load(buf + j) - vm);  // masked: 2^-inf = 0
-      a1 = a1 + exp2_lanes(F16::load(buf + j + 16) - vm);
+      a0 = a0 + exp2_le127_lanes(F16::load(buf + j) - vm);  // <= 0; masked: 0
+      a1 = a1 + exp2_le127_lanes(F16::load(buf + j + 16) - vm);
     }
-    if (j < padded) a0 = a0 + exp2_lanes(F16::load(buf + j) - vm);
+    if (j < padded) a0 = a0 + exp2_le127_lanes(F16::load(buf + j) - vm);
     acc = stats2_merge(acc, SoftmaxStats{m, reduce_add(a0 + a1)});
   }
   return stats2_lse(acc);
 }
 
-// Lanes [begin, begin + n) of `rng` (begin a multiple of 64) as E' = -log2 u, or 1/E' with
-// `reciprocal`, in lane order; whole 64-lane blocks are written (out holds kChunk floats).
-inline void fill_neg_log2_uniform(const RngStream& rng, int64_t begin, int64_t n,
-                                  float* __restrict__ out, bool reciprocal) {
+// Sixteen Philox groups (64 lanes, from lane `begin`, a multiple of 64) of `rng`: their
+// uniforms (or, with kNegLog2, E' = -log2 u) in lane order, out[q] holding lanes
+// begin + 16q .. begin + 16q + 15. Lane 4g + j is word j of group g: the SoA words are
+// transformed first, then interleaved (words 0/1 and 2/3, then 64-bit pairs of those).
+template <bool kNegLog2>
+inline void block_lane_values(const RngStream& rng, int64_t begin, F16 out[4]) {
   alignas(64) uint32_t w[4][kPhiloxSimdGroups];
-  // Lane order: out lane 4g + j is word j of group g. Interleave words 0/1 and 2/3, then
-  // 64-bit pairs of those.
+  philox_simd_block(rng, static_cast<uint32_t>(begin / 4), w[0], w[1], w[2], w[3]);
+  F16 e[4];
+  for (int j = 0; j < 4; ++j) {
+    const F16 u = uniform_lanes(U16::load(w[j]));
+    e[j] = kNegLog2 ? neg_log2_of_uniform(u) : u;
+  }
   const __m512i pair_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i pair_hi =
       _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const __m512i quad_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
   const __m512i quad_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
-  for (int64_t b = 0; b < n; b += kBlockLanes) {
-    philox_simd_block(rng, static_cast<uint32_t>((begin + b) / 4), w[0], w[1], w[2], w[3]);
-    F16 e[4];
-    for (int j = 0; j < 4; ++j) {
-      const U16 word = U16::load(w[j]);
-      e[j] = reciprocal ? inv_neg_log2_uniform(word) : neg_log2_uniform(word);
-    }
-    const __m512 t01_lo = _mm512_permutex2var_ps(e[0].v, pair_lo, e[1].v);
-    const __m512 t01_hi = _mm512_permutex2var_ps(e[0].v, pair_hi, e[1].v);
-    const __m512 t23_lo = _mm512_permutex2var_ps(e[2].v, pair_lo, e[3].v);
-    const __m512 t23_hi = _mm512_permutex2var_ps(e[2].v, pair_hi, e[3].v);
-    const auto quad = [](__m512 a, __m512i idx, __m512 b2) {
-      return _mm512_castpd_ps(
-          _mm512_permutex2var_pd(_mm512_castps_pd(a), idx, _mm512_castps_pd(b2)));
-    };
-    _mm512_store_ps(out + b, quad(t01_lo, quad_lo, t23_lo));
-    _mm512_store_ps(out + b + 16, quad(t01_lo, quad_hi, t23_lo));
-    _mm512_store_ps(out + b + 32, quad(t01_hi, quad_lo, t23_hi));
-    _mm512_store_ps(out + b + 48, quad(t01_hi, quad_hi, t23_hi));
-  }
+  const __m512 t01_lo = _mm512_permutex2var_ps(e[0].v, pair_lo, e[1].v);
+  const __m512 t01_hi = _mm512_permutex2var_ps(e[0].v, pair_hi, e[1].v);
+  const __m512 t23_lo = _mm512_permutex2var_ps(e[2].v, pair_lo, e[3].v);
+  const __m512 t23_hi = _mm512_permutex2var_ps(e[2].v, pair_hi, e[3].v);
+  const auto quad = [](__m512 a, __m512i idx, __m512 b) {
+    return F16(_mm512_castpd_ps(
+        _mm512_permutex2var_pd(_mm512_castps_pd(a), idx, _mm512_castps_pd(b))));
+  };
+  out[0] = quad(t01_lo, quad_lo, t23_lo);
+  out[1] = quad(t01_lo, quad_hi, t23_lo);
+  out[2] = quad(t01_hi, quad_lo, t23_hi);
+  out[3] = quad(t01_hi, quad_hi, t23_hi);
 }
 
 // Gumbel-max sample of the row's softmax (as row_passes.h row_sample).
 template <typename scalar_t>
 int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStream& rng) {
-  alignas(64) float e[kChunk];
   alignas(64) float keys[kChunk];
   ChunkArgMax best;
   const F16 vscale(scale);
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
-    fill_neg_log2_uniform(rng, c, n, e, /*reciprocal=*/false);
-    for (int64_t j = 0; j < n; j += 16) {
-      if ((j & 31) == 0) prefetch_next(row, c, j, vocab);
-      const F16 x = (j + 16 <= n) ? load_logits(row, c + j)
-                                  : load_logits_tail(row, c + j, static_cast<int>(n - j));
-      gumbel2_key(masked_scaled(x, vscale), F16::load(e + j)).store(keys + j);
+    for (int64_t b = 0; b < n; b += kBlockLanes) {
+      F16 e[4];
+      block_lane_values<true>(rng, c + b, e);
+      for (int q = 0; q < 4 && b + 16 * q < n; ++q) {
+        const int64_t j = b + 16 * q;
+        if ((j & 31) == 0) prefetch_next(row, c, j, vocab);
+        const F16 x = (j + 16 <= n) ? load_logits(row, c + j)
+                                    : load_logits_tail(row, c + j, static_cast<int>(n - j));
+        gumbel2_key(masked_scaled(x, vscale), e[q]).store(keys + j);
+      }
     }
     best.offer_chunk(keys, n, c);
   }
@@ -207,22 +210,36 @@ float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vo
 }
 
 // Exponential race over max(w p - q, 0) (kOverP: over p, the fallback); -1 when no lane has
-// weight.
+// weight. Lanes that provably cannot beat a key already reached (race_may_beat) skip their
+// logarithm and division, which with a peaked target is nearly all of them; the winner is
+// the one of the full race.
 template <typename scalar_t, bool kOverP>
 int64_t race(const ResidualLanes<scalar_t>& lanes, float w, const RngStream& rng) {
-  alignas(64) float inv_e[kChunk];
   alignas(64) float keys[kChunk];
   ChunkArgMax best;
   const F16 vw(w);
+  float bar = kNegInf;  // the largest key reached so far
   for (int64_t c = 0; c < lanes.vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, lanes.vocab - c);
-    fill_neg_log2_uniform(rng, c, n, inv_e, /*reciprocal=*/true);
-    for (int64_t j = 0; j < n; j += 16) {
-      if ((j & 31) == 0) lanes.prefetch(c, j);
-      F16 p, q;
-      lanes.probs(c, n, j, &p, &q);
-      const F16 weight = kOverP ? p : residual_weight(vw, p, q);
-      race_key(weight, F16::load(inv_e + j)).store(keys + j);
+    for (int64_t b = 0; b < n; b += kBlockLanes) {
+      F16 u[4];
+      block_lane_values<false>(rng, c + b, u);
+      const F16 vbar(bar);
+      F16 reached(kNegInf);
+      for (int q = 0; q < 4 && b + 16 * q < n; ++q) {
+        const int64_t j = b + 16 * q;
+        if ((j & 31) == 0) lanes.prefetch(c, j);
+        F16 p, qv;
+        lanes.probs(c, n, j, &p, &qv);
+        const F16 weight = kOverP ? p : residual_weight(vw, p, qv);
+        F16 key(kNegInf);
+        if (race_may_beat(weight, u[q], vbar).k != 0) {
+          key = race_key(weight, inv_neg_log2_of_uniform(u[q]));
+          reached = max_f(key, reached);
+        }
+        key.store(keys + j);
+      }
+      bar = dspark::max_f(reduce_max(reached), bar);
     }
     best.offer_chunk(keys, n, c);
   }

@@ -75,6 +75,7 @@ inline F16 operator-(F16 a) {
 inline M16 operator<(F16 a, F16 b) { return M16{_mm512_cmp_ps_mask(a.v, b.v, _CMP_LT_OQ)}; }
 inline M16 operator>(F16 a, F16 b) { return M16{_mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ)}; }
 inline M16 operator<=(F16 a, F16 b) { return M16{_mm512_cmp_ps_mask(a.v, b.v, _CMP_LE_OQ)}; }
+inline M16 operator>=(F16 a, F16 b) { return M16{_mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ)}; }
 inline M16 operator==(F16 a, F16 b) { return M16{_mm512_cmp_ps_mask(a.v, b.v, _CMP_EQ_OQ)}; }
 inline M16 operator!=(F16 a, F16 b) { return M16{_mm512_cmp_ps_mask(a.v, b.v, _CMP_NEQ_UQ)}; }
 

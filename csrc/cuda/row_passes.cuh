@@ -143,7 +143,7 @@ __device__ __noinline__ float block_row_lse(const scalar_t* row, int64_t vocab, 
     }
     if (m != kNegInf) {
 #pragma unroll
-      for (int i = 0; i < kLanes; ++i) s += exp2_f(x[i] - m);  // masked: 2^-inf = 0
+      for (int i = 0; i < kLanes; ++i) s += exp2_le127_lanes(x[i] - m);  // <= 0; masked: 0
     }
   });
   return stats2_lse(block_stats2<kThreads>(SoftmaxStats{m, s}, scratch));

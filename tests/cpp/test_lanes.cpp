@@ -96,6 +96,15 @@ void test_simd_lanes_are_bit_identical() {
   expect_lanes_equal(xs, [](float x) { return exp2_f(x); },
                      [](F16 x) { return exp2_lanes(x); }, &bad);
   CHECK(bad == 0);
+  std::vector<float> le127;  // the unclamped form, on its domain x <= 127 (and NaN)
+  for (float x : xs) {
+    if (!(x > 127.0f)) le127.push_back(x);
+  }
+  while (le127.size() % 16) le127.push_back(-3.0f);
+  bad = 0;
+  expect_lanes_equal(le127, [](float x) { return exp2_f(x); },
+                     [](F16 x) { return exp2_le127_lanes(x); }, &bad);
+  CHECK(bad == 0);
 
   std::vector<float> pos;
   std::uniform_real_distribution<float> expo(-125.9f, 127.9f);
