@@ -183,3 +183,20 @@ def test_index_math_beyond_2_31_elements():
     g = dspark_ext.verify_greedy(target, tokens, num)
     assert torch.equal(g.out_tokens[-1], dspark_ext.verify_greedy(target[-1:], tokens[-1:],
                                                                   num[-1:]).out_tokens[0])
+
+
+@pytest.mark.parametrize("method", ["token", "block"])
+def test_log2_scale_overflow_masks_logit_and_tiny_temperature_is_greedy(method):
+    """The kernels scale logits by log2(e)/T in float32 (verify_math.h): a finite logit whose
+    product with it overflows (but not its product with 1/T) is masked, and a temperature
+    whose log2(e)/T overflows is greedy; the reference applies the same rules."""
+    c = make_case(4, 3, 50, torch.float32, seed=21)
+    c["target"] = c["target"].clone()
+    c["target"][:, :, 7] = 2.5e38  # finite, and finite times 1/T = 1, but not times log2(e)
+    c["temps"] = torch.tensor([1.0, 1.0, 4.0e-39, 0.0])  # row 2: 1/T finite, log2(e)/T not
+    assert ref.verify_scale(1.0) * 2.5e38 > torch.finfo(torch.float32).max
+    got, want = native_and_reference(c, method)
+    assert_same(got, want)
+    sampled = got.out_tokens[:2]
+    assert not bool((sampled == 7).any())  # masked in the sampled rows
+    assert bool((got.out_tokens[2:, : int(got.num_emitted[2])] >= 0).all())

@@ -173,6 +173,21 @@ template <typename F>
 DSPARK_FN auto race_may_beat(F weight, F u, F bar) {
   return (weight * F(kRaceBoundScale)) >= (bar * (F(1.0f) - u));
 }
+
+// The same for the Gumbel-max race (bonus rows): the key scaled - log2 E' is at most
+// scaled - log2(log2(e) (1 - u)) <= scaled - floor(log2(1 - u)) - 0.528, and
+// floor(log2(1 - u)) = (exponent field of 1 - u) - 127. So a lane with
+// scaled + 126.5 - field(1 - u) < gumbel_bar(bar) cannot win. The margin (0.028 of
+// slack in the bound, plus 0.02 + 1e-6 |bar|) covers the rounding of the logarithms (about
+// 1e-6) and of the sums (relative 1e-7).
+DSPARK_FN float gumbel_bar(float bar) {
+  return bar - (0.02f + 1e-6f * ::fabsf(bar));  // -inf stays -inf
+}
+template <typename F>
+DSPARK_FN auto gumbel_may_beat(F scaled, F u, F gumbel_bar_value) {
+  const F t = F(126.5f) - exponent_field_f(float_bits(F(1.0f) - u));
+  return (scaled + t) >= gumbel_bar_value;
+}
 template <typename F>
 DSPARK_FN F gumbel2_key(F scaled, F neg_log2_u) {
   return select_f(scaled == F(kNegInf), F(kNegInf), scaled - log2_pos_lanes(neg_log2_u));

@@ -11,10 +11,10 @@
 // - the residual race keeps only the residual key; the fallback race over p (needed only when
 //   rounding leaves the residual without mass) runs as a second pass in that rare case, as on
 //   CUDA;
-// - Philox words are turned into uniforms (or E' = -log2 u) sixteen groups at a time and
-//   transposed into lane order in registers;
-// - the residual race skips the logarithm of lanes that provably cannot win
-//   (core/verify_math.h race_may_beat).
+// - Philox words are turned into uniforms sixteen groups at a time and transposed into lane
+//   order in registers;
+// - the races skip the logarithms of lanes that provably cannot win (core/verify_math.h
+//   race_may_beat, gumbel_may_beat).
 #pragma once
 
 #include "row_passes.h"
@@ -102,17 +102,15 @@ float row_lse(const scalar_t* row, int64_t vocab, float scale) {
 }
 
 // Sixteen Philox groups (64 lanes, from lane `begin`, a multiple of 64) of `rng`: their
-// uniforms (or, with kNegLog2, E' = -log2 u) in lane order, out[q] holding lanes
-// begin + 16q .. begin + 16q + 15. Lane 4g + j is word j of group g: the SoA words are
-// transformed first, then interleaved (words 0/1 and 2/3, then 64-bit pairs of those).
-template <bool kNegLog2>
-inline void block_lane_values(const RngStream& rng, int64_t begin, F16 out[4]) {
+// uniforms in lane order, out[q] holding lanes begin + 16q .. begin + 16q + 15. Lane 4g + j
+// is word j of group g: the SoA words are converted first, then interleaved (words 0/1 and
+// 2/3, then 64-bit pairs of those).
+inline void block_uniforms(const RngStream& rng, int64_t begin, F16 out[4]) {
   alignas(64) uint32_t w[4][kPhiloxSimdGroups];
   philox_simd_block(rng, static_cast<uint32_t>(begin / 4), w[0], w[1], w[2], w[3]);
   F16 e[4];
   for (int j = 0; j < 4; ++j) {
-    const F16 u = uniform_lanes(U16::load(w[j]));
-    e[j] = kNegLog2 ? neg_log2_of_uniform(u) : u;
+    e[j] = uniform_lanes(U16::load(w[j]));
   }
   const __m512i pair_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i pair_hi =
@@ -133,24 +131,35 @@ inline void block_lane_values(const RngStream& rng, int64_t begin, F16 out[4]) {
   out[3] = quad(t01_hi, quad_hi, t23_hi);
 }
 
-// Gumbel-max sample of the row's softmax (as row_passes.h row_sample).
+// Gumbel-max sample of the row's softmax (as row_passes.h row_sample). Lanes that provably
+// cannot beat a key already reached (gumbel_may_beat) skip their two logarithms.
 template <typename scalar_t>
 int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStream& rng) {
   alignas(64) float keys[kChunk];
   ChunkArgMax best;
   const F16 vscale(scale);
+  float bar = kNegInf;  // the largest key reached so far
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
     for (int64_t b = 0; b < n; b += kBlockLanes) {
-      F16 e[4];
-      block_lane_values<true>(rng, c + b, e);
+      F16 u[4];
+      block_uniforms(rng, c + b, u);
+      const F16 vbar(gumbel_bar(bar));
+      F16 reached(kNegInf);
       for (int q = 0; q < 4 && b + 16 * q < n; ++q) {
         const int64_t j = b + 16 * q;
         if ((j & 31) == 0) prefetch_next(row, c, j, vocab);
         const F16 x = (j + 16 <= n) ? load_logits(row, c + j)
                                     : load_logits_tail(row, c + j, static_cast<int>(n - j));
-        gumbel2_key(masked_scaled(x, vscale), e[q]).store(keys + j);
+        const F16 s = masked_scaled(x, vscale);
+        F16 key(kNegInf);
+        if (gumbel_may_beat(s, u[q], vbar).k != 0) {
+          key = gumbel2_key(s, neg_log2_of_uniform(u[q]));
+          reached = max_f(key, reached);
+        }
+        key.store(keys + j);
       }
+      bar = dspark::max_f(reduce_max(reached), bar);
     }
     best.offer_chunk(keys, n, c);
   }
@@ -223,7 +232,7 @@ int64_t race(const ResidualLanes<scalar_t>& lanes, float w, const RngStream& rng
     const int64_t n = std::min(kChunk, lanes.vocab - c);
     for (int64_t b = 0; b < n; b += kBlockLanes) {
       F16 u[4];
-      block_lane_values<false>(rng, c + b, u);
+      block_uniforms(rng, c + b, u);
       const F16 vbar(bar);
       F16 reached(kNegInf);
       for (int q = 0; q < 4 && b + 16 * q < n; ++q) {
