@@ -200,7 +200,9 @@ void simd_passes_match_generic() {
       const float lt = cpu::generic::row_lse(t.data(), vocab, scale);
       const float ld = cpu::generic::row_lse(d.data(), vocab, scale);
       const float lt2 = cpu::simd512::row_lse(t.data(), vocab, scale);
-      if (!(std::fabs(lt - lt2) <= 1e-5f * std::max(1.0f, std::fabs(lt)))) ++bad_sums;
+      // Sums differ only in the order of additions (sequential under -O0, 16/32-lane
+      // accumulators otherwise): a few 1e-5 over thousands of terms.
+      if (!(std::fabs(lt - lt2) <= 2e-4f * std::max(1.0f, std::fabs(lt)))) ++bad_sums;
       for (uint32_t seed = 0; seed < 6; ++seed) {
         const RngStream rng = RngStream::make(seed * 7919 + 1, 42, 3, RngPurpose::kResidual);
         if (cpu::generic::row_sample(t.data(), vocab, scale, rng) !=
@@ -218,7 +220,7 @@ void simd_passes_match_generic() {
             }
             const float z1 = cpu::generic::row_residual_mass(t.data(), dr, vocab, scale, w, lt, ldx, oh);
             const float z2 = cpu::simd512::row_residual_mass(t.data(), dr, vocab, scale, w, lt, ldx, oh);
-            if (!(std::fabs(z1 - z2) <= 1e-5f * std::max(1.0f, z1))) ++bad_sums;
+            if (!(std::fabs(z1 - z2) <= 2e-4f * std::max(1.0f, z1))) ++bad_sums;
           }
         }
       }
