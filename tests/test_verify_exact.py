@@ -199,4 +199,6 @@ def test_log2_scale_overflow_masks_logit_and_tiny_temperature_is_greedy(method):
     assert_same(got, want)
     sampled = got.out_tokens[:2]
     assert not bool((sampled == 7).any())  # masked in the sampled rows
-    assert bool((got.out_tokens[2:, : int(got.num_emitted[2])] >= 0).all())
+    for b in (2, 3):  # greedy rows: the huge logit is their argmax
+        emitted = got.out_tokens[b, : int(got.num_emitted[b])]
+        assert emitted.numel() > 0 and bool((emitted == 7).all())
