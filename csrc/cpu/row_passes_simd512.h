@@ -76,7 +76,93 @@ inline int64_t stage_scaled(const scalar_t* row, int64_t c, int64_t n, F16 scale
   return i;
 }
 
-// log2-sum-exp2 of the scaled row (as row_passes.h row_lse).
+// Lanes [j, j+16) of chunk row[c, c+n), lanes past n as -inf.
+template <typename scalar_t>
+inline F16 chunk_vector(const scalar_t* row, int64_t c, int64_t n, int64_t j) {
+  return (j + 16 <= n) ? load_logits(row, c + j)
+                       : load_logits_tail(row, c + j, static_cast<int>(n - j));
+}
+
+// (max, sum 2^(s - max)) of one chunk from its masked, staged logits (the general path).
+template <typename scalar_t>
+inline SoftmaxStats chunk_stats_masked(const scalar_t* row, int64_t c, int64_t n, int64_t vocab,
+                                       F16 scale, float* __restrict__ buf) {
+  float m;
+  const int64_t padded = stage_scaled(row, c, n, scale, buf, &m);
+  if (m == kNegInf) return SoftmaxStats{kNegInf, 0.0f};  // fully masked chunk
+  const F16 vm(m);
+  F16 a0(0.0f), a1(0.0f);
+  int64_t j = 0;
+  for (; j + 32 <= padded; j += 32) {
+    prefetch_next(row, c, j, vocab);
+    a0 = a0 + exp2_le127_lanes(F16::load(buf + j) - vm);  // <= 0; masked: 0
+    a1 = a1 + exp2_le127_lanes(F16::load(buf + j + 16) - vm);
+  }
+  if (j < padded) a0 = a0 + exp2_le127_lanes(F16::load(buf + j) - vm);
+  return SoftmaxStats{m, reduce_add(a0 + a1)};
+}
+
+// The same statistics without masking, in the same order of additions: a -inf lane (raw, or
+// scaled past -FLT_MAX) adds 2^-inf = 0 exactly as a masked one does, so when no lane is NaN
+// or scales to +inf the result is bit for bit the masked path's. Those lanes show in the
+// results (a +inf max, a NaN sum), and then this returns false and the caller takes the
+// masked path. Saves the classification, the blend and the staging store of every lane.
+template <typename scalar_t>
+inline bool chunk_stats_unmasked(const scalar_t* row, int64_t c, int64_t n, int64_t vocab,
+                                 F16 scale, SoftmaxStats* out) {
+  F16 m0(kNegInf), m1(kNegInf);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    m0 = max_f(load_logits(row, c + i) * scale, m0);
+    m1 = max_f(load_logits(row, c + i + 16) * scale, m1);
+  }
+  for (; i < n; i += 16) m0 = max_f(chunk_vector(row, c, n, i) * scale, m0);
+  const float m = reduce_max(max_f(m0, m1));  // never NaN: max_f keeps the running value
+  if (m == kNegInf) {
+    *out = SoftmaxStats{kNegInf, 0.0f};
+    return true;
+  }
+  if (!dspark::is_finite_f(m)) return false;  // a lane scales to +inf
+  const int64_t padded = (n + 15) / 16 * 16;
+  const F16 vm(m);
+  F16 a0(0.0f), a1(0.0f);
+  int64_t j = 0;
+  for (; j + 32 <= padded; j += 32) {
+    prefetch_next(row, c, j, vocab);
+    a0 = a0 + exp2_le127_lanes(chunk_vector(row, c, n, j) * scale - vm);
+    a1 = a1 + exp2_le127_lanes(chunk_vector(row, c, n, j + 16) * scale - vm);
+  }
+  if (j < padded) a0 = a0 + exp2_le127_lanes(chunk_vector(row, c, n, j) * scale - vm);
+  const float sum = reduce_add(a0 + a1);
+  if (sum != sum) return false;  // a NaN lane
+  *out = SoftmaxStats{m, sum};
+  return true;
+}
+
+// One pass over a chunk: sum of 2^(s - ref) against a reference `ref` (the running max of the
+// earlier chunks) instead of the chunk's own max, so no max pass. Terms are exact as long as
+// s - ref < 128; beyond that vscalefps overflows to +inf, and a NaN lane gives NaN. Only a sum
+// below 2^64 is taken (so the running sum cannot overflow however many chunks follow); any
+// other sends the caller to the two-pass paths, which merge the chunk's own statistics and so
+// move the reference up. A masked -inf lane adds 0.
+template <typename scalar_t>
+inline bool chunk_sum_against(const scalar_t* row, int64_t c, int64_t n, int64_t vocab, F16 scale,
+                              float ref, float* sum) {
+  const int64_t padded = (n + 15) / 16 * 16;
+  const F16 vref(ref);
+  F16 a0(0.0f), a1(0.0f);
+  int64_t j = 0;
+  for (; j + 32 <= padded; j += 32) {
+    prefetch_next(row, c, j, vocab);
+    a0 = a0 + exp2_le127_lanes(chunk_vector(row, c, n, j) * scale - vref);
+    a1 = a1 + exp2_le127_lanes(chunk_vector(row, c, n, j + 16) * scale - vref);
+  }
+  if (j < padded) a0 = a0 + exp2_le127_lanes(chunk_vector(row, c, n, j) * scale - vref);
+  *sum = reduce_add(a0 + a1);
+  return *sum < 0x1p64f;  // false for +inf and NaN too
+}
+
+// log2-sum-exp2 of the scaled row (as row_passes.h row_lse; the sum's rounding differs).
 template <typename scalar_t>
 float row_lse(const scalar_t* row, int64_t vocab, float scale) {
   alignas(64) float buf[kChunk];
@@ -84,19 +170,16 @@ float row_lse(const scalar_t* row, int64_t vocab, float scale) {
   const F16 vscale(scale);
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
-    float m;
-    const int64_t padded = stage_scaled(row, c, n, vscale, buf, &m);
-    if (m == kNegInf) continue;  // fully masked chunk
-    const F16 vm(m);
-    F16 a0(0.0f), a1(0.0f);
-    int64_t j = 0;
-    for (; j + 32 <= padded; j += 32) {
-      prefetch_next(row, c, j, vocab);
-      a0 = a0 + exp2_le127_lanes(F16::load(buf + j) - vm);  // <= 0; masked: 0
-      a1 = a1 + exp2_le127_lanes(F16::load(buf + j + 16) - vm);
+    float sum;
+    if (acc.max != kNegInf && chunk_sum_against(row, c, n, vocab, vscale, acc.max, &sum)) {
+      acc.sum += sum;  // same reference
+      continue;
     }
-    if (j < padded) a0 = a0 + exp2_le127_lanes(F16::load(buf + j) - vm);
-    acc = stats2_merge(acc, SoftmaxStats{m, reduce_add(a0 + a1)});
+    SoftmaxStats chunk;
+    if (!chunk_stats_unmasked(row, c, n, vocab, vscale, &chunk)) {
+      chunk = chunk_stats_masked(row, c, n, vocab, vscale, buf);
+    }
+    if (chunk.max != kNegInf) acc = stats2_merge(acc, chunk);
   }
   return stats2_lse(acc);
 }

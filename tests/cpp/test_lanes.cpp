@@ -170,13 +170,19 @@ void test_simd_lanes_are_bit_identical() {
 }
 
 // kind 0: N(0, 3^2) logits; 1: a flat row (every key decided by its random number alone);
-// 2: a peaked row whose peak is the last lane (the pruning bar stays low until the end).
+// 2: a peaked row whose peak is the last lane (the pruning bar stays low until the end);
+// 3: a rising row (the log-sum-exp's running reference must move up chunk after chunk).
 template <typename scalar_t>
 std::vector<scalar_t> random_row(std::mt19937& gen, int64_t vocab, bool masked, int kind = 0) {
   std::normal_distribution<float> normal(0.0f, 3.0f);
   std::vector<scalar_t> row(static_cast<size_t>(vocab));
   for (auto& x : row) x = static_cast<scalar_t>(kind == 1 ? 0.5f : normal(gen));
   if (kind == 2) row.back() = static_cast<scalar_t>(40.0f);
+  if (kind == 3) {  // every 1000 lanes 60 higher: each chunk far above the earlier ones
+    for (size_t v = 0; v < row.size(); ++v) {
+      row[v] = static_cast<scalar_t>(static_cast<float>(row[v]) + 60.0f * static_cast<float>(v / 1000));
+    }
+  }
   if (masked && vocab > 3) {
     row[1] = static_cast<scalar_t>(kInf);
     row[static_cast<size_t>(vocab / 2)] = static_cast<scalar_t>(std::nanf(""));
@@ -190,13 +196,14 @@ void simd_passes_match_generic() {
   std::mt19937 gen(3);
   int bad_tokens = 0, bad_sums = 0;
   for (int64_t vocab : {1, 7, 15, 16, 17, 63, 64, 65, 1000, 1024, 1025, 2100, 5003}) {
-    for (int variant = 0; variant < 6; ++variant) {
+    for (int variant = 0; variant < 8; ++variant) {
       const bool masked = variant % 2 == 1;
       const int kind = variant / 2;
       const auto t = random_row<scalar_t>(gen, vocab, masked, kind);
       const auto d = random_row<scalar_t>(gen, vocab, false);
       // Temperatures 0.9, 1e-3 (scaled logits in the thousands) and 50 (nearly flat laws).
-      const float scale = verify_scale(1.0f / (kind == 0 ? 0.9f : (kind == 1 ? 50.0f : 1e-3f)));
+      const float temps[4] = {0.9f, 50.0f, 1e-3f, 1.0f};
+      const float scale = verify_scale(1.0f / temps[kind]);
       const float lt = cpu::generic::row_lse(t.data(), vocab, scale);
       const float ld = cpu::generic::row_lse(d.data(), vocab, scale);
       const float lt2 = cpu::simd512::row_lse(t.data(), vocab, scale);
