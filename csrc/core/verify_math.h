@@ -89,6 +89,14 @@ DSPARK_FN F prob(F scaled, F lse) {
   return exp2_lanes(log_prob(scaled, lse));
 }
 
+// prob for a row that is not fully masked (finite lse), where lse >= every scaled logit of the
+// row: the masking selects are then the identity (-inf - lse = -inf) and the argument is
+// <= 0, so this equals prob bit for bit with fewer operations (the AVX-512 passes use it).
+template <typename F>
+DSPARK_FN F prob_finite_lse(F scaled, F lse) {
+  return exp2_le127_lanes(scaled - lse);
+}
+
 // Token-wise acceptance (SPEC §3.2): accept iff u < p/q, decided in log space so that huge
 // ratios cannot overflow. q = 0 => reject; p = 0 => never accept.
 DSPARK_FN bool accept_token(float u, float log_p, float log_q) {

@@ -28,44 +28,60 @@ constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-constexpr int kPhiloxSimdGroups = 16;
+constexpr int kPhiloxSimdGroups = 32;
 
-// Word moves are in-lane shuffles rather than 64-bit shifts: shuffles issue on another port
-// than the multiplies and shifts, which the rounds otherwise queue behind.
-inline void mulhilo_x16(__m512i m, __m512i c, __m512i* hi, __m512i* lo) {
-  const __m512i even = _mm512_mul_epu32(c, m);  // 64-bit products of lanes 0, 2, ...
-  const __m512i odd = _mm512_mul_epu32(_mm512_shuffle_epi32(c, _MM_PERM_DDBB), m);  // 1, 3, ...
-  *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_shuffle_epi32(odd, _MM_PERM_CCAA));
-  *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_shuffle_epi32(even, _MM_PERM_DDBB), odd);
+// Each counter word lives in the low half of a 64-bit lane, eight groups per register: then
+// one vpmuludq gives both halves of a 32x32->64 product in place (lo in the low half, where
+// the next round reads it; hi one shift away), and the upper halves can hold garbage, since
+// every multiply reads only low halves and the xors are lane-wise. Half the work of keeping
+// sixteen 32-bit words per register, which needs shuffles and blends around every multiply.
+struct PhiloxHalf {
+  __m512i c0, c1, c2, c3;
+};
+
+inline void philox_round(PhiloxHalf& h, __m512i m0, __m512i m1, __m512i k0, __m512i k1) {
+  const __m512i p0 = _mm512_mul_epu32(h.c0, m0);
+  const __m512i p1 = _mm512_mul_epu32(h.c2, m1);
+  // 0x96: three-way xor.
+  h.c0 = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), h.c1, k0, 0x96);
+  h.c2 = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), h.c3, k1, 0x96);
+  h.c1 = p1;
+  h.c3 = p0;
 }
 
-// Words of groups g0 .. g0+15 into w0..w3[0..15].
+// Words of groups g0 .. g0 + kPhiloxSimdGroups - 1 into w0..w3[0..kPhiloxSimdGroups-1].
+// Four independent halves per round: a round is a chain multiply -> shift -> xor of about
+// seven cycles, so fewer in flight would leave the vector units idle.
 inline void philox_simd_block(const RngStream& s, uint32_t g0, uint32_t* w0, uint32_t* w1,
                               uint32_t* w2, uint32_t* w3) {
-  __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(g0)),
-                                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
-                                                  14, 15));
-  __m512i c1 = _mm512_set1_epi32(static_cast<int>(s.off_lo));
-  __m512i c2 = _mm512_set1_epi32(static_cast<int>(s.off_hi));
-  __m512i c3 = _mm512_set1_epi32(static_cast<int>(s.tag));
+  constexpr int kHalves = kPhiloxSimdGroups / 8;
+  const __m512i base = _mm512_set1_epi64(static_cast<long long>(g0));
+  const __m512i c1 = _mm512_set1_epi64(s.off_lo), c2 = _mm512_set1_epi64(s.off_hi);
+  const __m512i c3 = _mm512_set1_epi64(s.tag);
+  PhiloxHalf h[kHalves];
+  for (int i = 0; i < kHalves; ++i) {
+    const __m512i lanes = _mm512_add_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm512_set1_epi64(8 * i));
+    h[i] = PhiloxHalf{_mm512_add_epi64(base, lanes), c1, c2, c3};
+  }
   const __m512i m0 = _mm512_set1_epi64(kPhiloxM0), m1 = _mm512_set1_epi64(kPhiloxM1);
   uint32_t k0 = s.k0, k1 = s.k1;
   for (int round = 0; round < 10; ++round) {
-    __m512i hi0, lo0, hi1, lo1;
-    mulhilo_x16(m0, c0, &hi0, &lo0);
-    mulhilo_x16(m1, c2, &hi1, &lo1);
-    // 0x96: three-way xor.
-    c0 = _mm512_ternarylogic_epi32(hi1, c1, _mm512_set1_epi32(static_cast<int>(k0)), 0x96);
-    c2 = _mm512_ternarylogic_epi32(hi0, c3, _mm512_set1_epi32(static_cast<int>(k1)), 0x96);
-    c1 = lo1;
-    c3 = lo0;
+    const __m512i vk0 = _mm512_set1_epi32(static_cast<int>(k0));
+    const __m512i vk1 = _mm512_set1_epi32(static_cast<int>(k1));
+    for (int i = 0; i < kHalves; ++i) philox_round(h[i], m0, m1, vk0, vk1);
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
-  _mm512_storeu_si512(w0, c0);
-  _mm512_storeu_si512(w1, c1);
-  _mm512_storeu_si512(w2, c2);
-  _mm512_storeu_si512(w3, c3);
+  // Low halves of two halves' lanes per 16 groups.
+  const __m512i low = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  for (int i = 0; i < kHalves; i += 2) {
+    const int g = 8 * i;
+    _mm512_storeu_si512(w0 + g, _mm512_permutex2var_epi32(h[i].c0, low, h[i + 1].c0));
+    _mm512_storeu_si512(w1 + g, _mm512_permutex2var_epi32(h[i].c1, low, h[i + 1].c1));
+    _mm512_storeu_si512(w2 + g, _mm512_permutex2var_epi32(h[i].c2, low, h[i + 1].c2));
+    _mm512_storeu_si512(w3 + g, _mm512_permutex2var_epi32(h[i].c3, low, h[i + 1].c3));
+  }
 }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop

@@ -83,6 +83,10 @@ struct ChunkArgMax {
     float m = kNegInf;
 #pragma omp simd reduction(max : m)
     for (int64_t i = 0; i < n; ++i) m = max_f(keys[i], m);
+    offer_chunk_max(keys, base, m);
+  }
+  // The same when the caller already knows the chunk's max key m.
+  void offer_chunk_max(const float* __restrict__ keys, int64_t base, float m) {
     if (m > key) {  // strict: an equal key in a later chunk has a larger index
       int64_t i = 0;
       while (keys[i] != m) ++i;

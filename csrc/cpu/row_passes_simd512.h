@@ -32,7 +32,8 @@ namespace dspark {
 namespace cpu {
 namespace simd512 {
 
-constexpr int64_t kBlockLanes = 4 * kPhiloxSimdGroups;  // 64 lanes per Philox SIMD block
+constexpr int64_t kBlockLanes = 4 * kPhiloxSimdGroups;  // lanes per Philox SIMD block
+constexpr int kBlockVectors = static_cast<int>(kBlockLanes / 16);  // 16-lane vectors in one
 static_assert(kChunk % kBlockLanes == 0, "chunks must hold whole Philox SIMD blocks");
 
 // Prefetch the part of the next chunk of `row` that corresponds to lanes [j, j+32) of this
@@ -102,43 +103,6 @@ inline SoftmaxStats chunk_stats_masked(const scalar_t* row, int64_t c, int64_t n
   return SoftmaxStats{m, reduce_add(a0 + a1)};
 }
 
-// The same statistics without masking, in the same order of additions: a -inf lane (raw, or
-// scaled past -FLT_MAX) adds 2^-inf = 0 exactly as a masked one does, so when no lane is NaN
-// or scales to +inf the result is bit for bit the masked path's. Those lanes show in the
-// results (a +inf max, a NaN sum), and then this returns false and the caller takes the
-// masked path. Saves the classification, the blend and the staging store of every lane.
-template <typename scalar_t>
-inline bool chunk_stats_unmasked(const scalar_t* row, int64_t c, int64_t n, int64_t vocab,
-                                 F16 scale, SoftmaxStats* out) {
-  F16 m0(kNegInf), m1(kNegInf);
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    m0 = max_f(load_logits(row, c + i) * scale, m0);
-    m1 = max_f(load_logits(row, c + i + 16) * scale, m1);
-  }
-  for (; i < n; i += 16) m0 = max_f(chunk_vector(row, c, n, i) * scale, m0);
-  const float m = reduce_max(max_f(m0, m1));  // never NaN: max_f keeps the running value
-  if (m == kNegInf) {
-    *out = SoftmaxStats{kNegInf, 0.0f};
-    return true;
-  }
-  if (!dspark::is_finite_f(m)) return false;  // a lane scales to +inf
-  const int64_t padded = (n + 15) / 16 * 16;
-  const F16 vm(m);
-  F16 a0(0.0f), a1(0.0f);
-  int64_t j = 0;
-  for (; j + 32 <= padded; j += 32) {
-    prefetch_next(row, c, j, vocab);
-    a0 = a0 + exp2_le127_lanes(chunk_vector(row, c, n, j) * scale - vm);
-    a1 = a1 + exp2_le127_lanes(chunk_vector(row, c, n, j + 16) * scale - vm);
-  }
-  if (j < padded) a0 = a0 + exp2_le127_lanes(chunk_vector(row, c, n, j) * scale - vm);
-  const float sum = reduce_add(a0 + a1);
-  if (sum != sum) return false;  // a NaN lane
-  *out = SoftmaxStats{m, sum};
-  return true;
-}
-
 // One pass over a chunk: sum of 2^(s - ref) against a reference `ref` (the running max of the
 // earlier chunks) instead of the chunk's own max, so no max pass. Terms are exact as long as
 // s - ref < 128; beyond that vscalefps overflows to +inf, and a NaN lane gives NaN. Only a sum
@@ -160,6 +124,33 @@ inline bool chunk_sum_against(const scalar_t* row, int64_t c, int64_t n, int64_t
   if (j < padded) a0 = a0 + exp2_le127_lanes(chunk_vector(row, c, n, j) * scale - vref);
   *sum = reduce_add(a0 + a1);
   return *sum < 0x1p64f;  // false for +inf and NaN too
+}
+
+// The same statistics without masking, in the same order of additions: a -inf lane (raw, or
+// scaled past -FLT_MAX) adds 2^-inf = 0 exactly as a masked one does, so when no lane is NaN
+// or scales to +inf the result is bit for bit the masked path's. Those lanes show in the
+// results (a +inf max, a NaN sum), and then this returns false and the caller takes the
+// masked path. Saves the classification, the blend and the staging store of every lane.
+template <typename scalar_t>
+inline bool chunk_stats_unmasked(const scalar_t* row, int64_t c, int64_t n, int64_t vocab,
+                                 F16 scale, SoftmaxStats* out) {
+  F16 m0(kNegInf), m1(kNegInf);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    m0 = max_f(load_logits(row, c + i) * scale, m0);
+    m1 = max_f(load_logits(row, c + i + 16) * scale, m1);
+  }
+  for (; i < n; i += 16) m0 = max_f(chunk_vector(row, c, n, i) * scale, m0);
+  const float m = reduce_max(max_f(m0, m1));  // never NaN: max_f keeps the running value
+  if (m == kNegInf) {
+    *out = SoftmaxStats{kNegInf, 0.0f};
+    return true;
+  }
+  if (!dspark::is_finite_f(m)) return false;  // a lane scales to +inf
+  float sum;  // against the chunk's own max: at most 1024, so only a NaN lane fails
+  if (!chunk_sum_against(row, c, n, vocab, scale, m, &sum)) return false;
+  *out = SoftmaxStats{m, sum};
+  return true;
 }
 
 // log2-sum-exp2 of the scaled row (as row_passes.h row_lse; the sum's rounding differs).
@@ -184,34 +175,36 @@ float row_lse(const scalar_t* row, int64_t vocab, float scale) {
   return stats2_lse(acc);
 }
 
-// Sixteen Philox groups (64 lanes, from lane `begin`, a multiple of 64) of `rng`: their
-// uniforms in lane order, out[q] holding lanes begin + 16q .. begin + 16q + 15. Lane 4g + j
-// is word j of group g: the SoA words are converted first, then interleaved (words 0/1 and
-// 2/3, then 64-bit pairs of those).
-inline void block_uniforms(const RngStream& rng, int64_t begin, F16 out[4]) {
+// The Philox groups of one SIMD block (kBlockLanes lanes from lane `begin`, a multiple of
+// kBlockLanes) of `rng`: their uniforms in lane order, out[q] holding lanes
+// begin + 16q .. begin + 16q + 15. Lane 4g + j is word j of group g: the SoA words are
+// converted first, then interleaved sixteen groups at a time (words 0/1 and 2/3, then 64-bit
+// pairs of those).
+inline void block_uniforms(const RngStream& rng, int64_t begin, F16 out[kBlockVectors]) {
   alignas(64) uint32_t w[4][kPhiloxSimdGroups];
   philox_simd_block(rng, static_cast<uint32_t>(begin / 4), w[0], w[1], w[2], w[3]);
-  F16 e[4];
-  for (int j = 0; j < 4; ++j) {
-    e[j] = uniform_lanes(U16::load(w[j]));
-  }
   const __m512i pair_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i pair_hi =
       _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
   const __m512i quad_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
   const __m512i quad_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
-  const __m512 t01_lo = _mm512_permutex2var_ps(e[0].v, pair_lo, e[1].v);
-  const __m512 t01_hi = _mm512_permutex2var_ps(e[0].v, pair_hi, e[1].v);
-  const __m512 t23_lo = _mm512_permutex2var_ps(e[2].v, pair_lo, e[3].v);
-  const __m512 t23_hi = _mm512_permutex2var_ps(e[2].v, pair_hi, e[3].v);
   const auto quad = [](__m512 a, __m512i idx, __m512 b) {
     return F16(_mm512_castpd_ps(
         _mm512_permutex2var_pd(_mm512_castps_pd(a), idx, _mm512_castps_pd(b))));
   };
-  out[0] = quad(t01_lo, quad_lo, t23_lo);
-  out[1] = quad(t01_lo, quad_hi, t23_lo);
-  out[2] = quad(t01_hi, quad_lo, t23_hi);
-  out[3] = quad(t01_hi, quad_hi, t23_hi);
+  for (int g = 0; g < kPhiloxSimdGroups; g += 16) {
+    F16 e[4];
+    for (int j = 0; j < 4; ++j) e[j] = uniform_lanes(U16::load(w[j] + g));
+    const __m512 t01_lo = _mm512_permutex2var_ps(e[0].v, pair_lo, e[1].v);
+    const __m512 t01_hi = _mm512_permutex2var_ps(e[0].v, pair_hi, e[1].v);
+    const __m512 t23_lo = _mm512_permutex2var_ps(e[2].v, pair_lo, e[3].v);
+    const __m512 t23_hi = _mm512_permutex2var_ps(e[2].v, pair_hi, e[3].v);
+    F16* o = out + g / 4;  // 16 groups = 64 lanes = 4 vectors
+    o[0] = quad(t01_lo, quad_lo, t23_lo);
+    o[1] = quad(t01_lo, quad_hi, t23_lo);
+    o[2] = quad(t01_hi, quad_lo, t23_hi);
+    o[3] = quad(t01_hi, quad_hi, t23_hi);
+  }
 }
 
 // Gumbel-max sample of the row's softmax (as row_passes.h row_sample). Lanes that provably
@@ -224,12 +217,13 @@ int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStr
   float bar = kNegInf;  // the largest key reached so far
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
+    F16 chunk_max(kNegInf);
     for (int64_t b = 0; b < n; b += kBlockLanes) {
-      F16 u[4];
+      F16 u[kBlockVectors];
       block_uniforms(rng, c + b, u);
       const F16 vbar(gumbel_bar(bar));
       F16 reached(kNegInf);
-      for (int q = 0; q < 4 && b + 16 * q < n; ++q) {
+      for (int q = 0; q < kBlockVectors && b + 16 * q < n; ++q) {
         const int64_t j = b + 16 * q;
         if ((j & 31) == 0) prefetch_next(row, c, j, vocab);
         const F16 x = (j + 16 <= n) ? load_logits(row, c + j)
@@ -243,8 +237,9 @@ int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStr
         key.store(keys + j);
       }
       bar = dspark::max_f(reduce_max(reached), bar);
+      chunk_max = max_f(reached, chunk_max);
     }
-    best.offer_chunk(keys, n, c);
+    best.offer_chunk_max(keys, c, reduce_max(chunk_max));
   }
   return best.index;
 }
@@ -255,17 +250,18 @@ struct ResidualLanes {
   const scalar_t* t_row;
   const scalar_t* d_row;  // nullptr: one-hot drafts
   int64_t vocab;
-  F16 scale, lse_t, lse_d;
+  float scale_f, lse_t_f, lse_d_f;
   int64_t onehot;
+  F16 scale = F16(scale_f), lse_t = F16(lse_t_f), lse_d = F16(lse_d_f);
+  bool t_finite = lse_t_f != kNegInf, d_finite = lse_d_f != kNegInf;
 
+  static F16 row_prob(F16 s, F16 lse, bool finite) {
+    return finite ? prob_finite_lse(s, lse) : prob(s, lse);
+  }
   void probs(int64_t c, int64_t n, int64_t j, F16* p, F16* q) const {
-    const bool full = j + 16 <= n;
-    const int tail = static_cast<int>(n - j);
-    const F16 t = full ? load_logits(t_row, c + j) : load_logits_tail(t_row, c + j, tail);
-    *p = prob(masked_scaled(t, scale), lse_t);
+    *p = row_prob(masked_scaled(chunk_vector(t_row, c, n, j), scale), lse_t, t_finite);
     if (d_row != nullptr) {
-      const F16 d = full ? load_logits(d_row, c + j) : load_logits_tail(d_row, c + j, tail);
-      *q = prob(masked_scaled(d, scale), lse_d);
+      *q = row_prob(masked_scaled(chunk_vector(d_row, c, n, j), scale), lse_d, d_finite);
     } else {
       const int64_t at = onehot - (c + j);  // the one-hot lane within these 16, if any
       const __mmask16 hit = (at >= 0 && at < 16 && at < n - j)
@@ -283,8 +279,7 @@ struct ResidualLanes {
 template <typename scalar_t>
 float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
                         float scale, float w, float lse_t, float lse_d, int64_t onehot) {
-  const ResidualLanes<scalar_t> lanes{t_row, d_row, vocab, F16(scale), F16(lse_t), F16(lse_d),
-                                      onehot};
+  const ResidualLanes<scalar_t> lanes{t_row, d_row, vocab, scale, lse_t, lse_d, onehot};
   const F16 vw(w);
   float z = 0.0f;
   for (int64_t c = 0; c < vocab; c += kChunk) {
@@ -313,12 +308,13 @@ int64_t race(const ResidualLanes<scalar_t>& lanes, float w, const RngStream& rng
   float bar = kNegInf;  // the largest key reached so far
   for (int64_t c = 0; c < lanes.vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, lanes.vocab - c);
+    F16 chunk_max(kNegInf);
     for (int64_t b = 0; b < n; b += kBlockLanes) {
-      F16 u[4];
+      F16 u[kBlockVectors];
       block_uniforms(rng, c + b, u);
       const F16 vbar(bar);
       F16 reached(kNegInf);
-      for (int q = 0; q < 4 && b + 16 * q < n; ++q) {
+      for (int q = 0; q < kBlockVectors && b + 16 * q < n; ++q) {
         const int64_t j = b + 16 * q;
         if ((j & 31) == 0) lanes.prefetch(c, j);
         F16 p, qv;
@@ -332,8 +328,9 @@ int64_t race(const ResidualLanes<scalar_t>& lanes, float w, const RngStream& rng
         key.store(keys + j);
       }
       bar = dspark::max_f(reduce_max(reached), bar);
+      chunk_max = max_f(reached, chunk_max);
     }
-    best.offer_chunk(keys, n, c);
+    best.offer_chunk_max(keys, c, reduce_max(chunk_max));
   }
   return best.index;
 }
@@ -344,8 +341,7 @@ template <typename scalar_t>
 int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
                             float scale, float w, float lse_t, float lse_d, int64_t onehot,
                             const RngStream& rng) {
-  const ResidualLanes<scalar_t> lanes{t_row, d_row, vocab, F16(scale), F16(lse_t), F16(lse_d),
-                                      onehot};
+  const ResidualLanes<scalar_t> lanes{t_row, d_row, vocab, scale, lse_t, lse_d, onehot};
   const int64_t y = race<scalar_t, false>(lanes, w, rng);
   return y >= 0 ? y : race<scalar_t, true>(lanes, w, rng);
 }

@@ -55,7 +55,7 @@ void test_stream_layout() {
 // words of the scalar definition, blocks and tail alike.
 void test_simd_philox_matches_scalar() {
   const auto s = RngStream::make(0x1234567890abcdefLL, 99, 5, RngPurpose::kDraftSample);
-  for (int64_t groups : {0, 1, 7, 16, 37}) {
+  for (int64_t groups : {0, 1, 7, 16, 31, 32, 37, 64, 101}) {
     std::vector<uint32_t> w0(groups), w1(groups), w2(groups), w3(groups);
     cpu::philox_fill(s, 1000u, groups, w0.data(), w1.data(), w2.data(), w3.data());
     for (int64_t g = 0; g < groups; ++g) {
