@@ -23,10 +23,11 @@ constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 
 #if defined(__AVX512F__)
 // GCC 12's avx512fintrin.h passes an intentionally undefined register through the unmasked
-// intrinsics and then warns about it (-Wmaybe-uninitialized, a known false positive).
+// intrinsics and then warns about it (-W[maybe-]uninitialized, a known false positive).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 constexpr int kPhiloxSimdGroups = 32;
 

@@ -28,6 +28,13 @@
 #include "../core/verify_math.h"
 #include "philox_simd.h"
 
+// The GCC 12 intrinsic false positive of simd512.h also fires where these inline them.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 namespace dspark {
 namespace cpu {
 namespace simd512 {
@@ -349,5 +356,9 @@ int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, int64_
 }  // namespace simd512
 }  // namespace cpu
 }  // namespace dspark
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 #endif  // DSPARK_SIMD512

@@ -32,10 +32,11 @@
 #include "../core/fastmath.h"
 
 // GCC 12's avx512fintrin.h passes an intentionally undefined register through the unmasked
-// intrinsics and then warns about it (-Wmaybe-uninitialized, a known false positive).
+// intrinsics and then warns about it (-W[maybe-]uninitialized, a known false positive).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace dspark {
