@@ -1,5 +1,6 @@
-"""Builds and runs the C++ unit tests of the header-only core (tests/cpp/test_core.cpp) with
-CMake under AddressSanitizer + UndefinedBehaviorSanitizer."""
+"""Builds and runs the C++ unit tests of the header-only core (tests/cpp/test_core.cpp,
+test_lanes.cpp) with CMake under AddressSanitizer + UndefinedBehaviorSanitizer: once for the
+build machine's instruction set and once for AVX2 (the SIMD passes' other backend)."""
 import os
 import shutil
 import subprocess
@@ -22,12 +23,14 @@ def test_core_unit_tests_under_sanitizers(tmp_path):
     subprocess.run([cmake, "-S", ROOT, "-B", str(build), "-DDSPARK_SANITIZE=ON",
                     f"-DPython3_EXECUTABLE={sys.executable}"],
                    check=True, capture_output=True, text=True, env=env)
-    subprocess.run([cmake, "--build", str(build), "--target", "dspark_core_tests"],
-                   check=True, capture_output=True, text=True, env=env)
-    run = subprocess.run([str(build / "dspark_core_tests")], capture_output=True, text=True,
-                         env=env)
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "all checks passed" in run.stdout
+    for target in ("dspark_core_tests", "dspark_core_tests_avx2"):
+        subprocess.run([cmake, "--build", str(build), "--target", target],
+                       check=True, capture_output=True, text=True, env=env)
+        run = subprocess.run([str(build / target)], capture_output=True, text=True, env=env)
+        assert run.returncode == 0, target + ": " + run.stdout + run.stderr
+        assert "all checks passed" in run.stdout, target + ": " + run.stdout
+    # The AVX2 binary exercises the AVX2 backend of the SIMD passes.
+    assert "AVX2 lanes checked" in run.stdout, run.stdout
 
 
 @pytest.mark.slow

@@ -88,39 +88,57 @@ inline void philox_simd_block(const RngStream& s, uint32_t g0, uint32_t* w0, uin
 #pragma GCC diagnostic pop
 #endif
 #elif defined(__AVX2__)
-constexpr int kPhiloxSimdGroups = 8;
+constexpr int kPhiloxSimdGroups = 16;
 
-inline void mulhilo_x8(__m256i m, __m256i c, __m256i* hi, __m256i* lo) {
-  const __m256i even = _mm256_mul_epu32(c, m);
-  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), m);
-  *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-  *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+// The AVX-512 layout (each word in the low half of a 64-bit lane) with four groups per
+// register, four registers per word for ILP.
+struct PhiloxQuarter {
+  __m256i c0, c1, c2, c3;
+};
+
+inline void philox_round(PhiloxQuarter& h, __m256i m0, __m256i m1, __m256i k0, __m256i k1) {
+  const __m256i p0 = _mm256_mul_epu32(h.c0, m0);
+  const __m256i p1 = _mm256_mul_epu32(h.c2, m1);
+  h.c0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), h.c1), k0);
+  h.c2 = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), h.c3), k1);
+  h.c1 = p1;
+  h.c3 = p0;
 }
 
 inline void philox_simd_block(const RngStream& s, uint32_t g0, uint32_t* w0, uint32_t* w1,
                               uint32_t* w2, uint32_t* w3) {
-  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(g0)),
-                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  __m256i c1 = _mm256_set1_epi32(static_cast<int>(s.off_lo));
-  __m256i c2 = _mm256_set1_epi32(static_cast<int>(s.off_hi));
-  __m256i c3 = _mm256_set1_epi32(static_cast<int>(s.tag));
+  constexpr int kQuarters = kPhiloxSimdGroups / 4;
+  const __m256i base = _mm256_set1_epi64x(static_cast<long long>(g0));
+  const __m256i c1 = _mm256_set1_epi64x(s.off_lo), c2 = _mm256_set1_epi64x(s.off_hi);
+  const __m256i c3 = _mm256_set1_epi64x(s.tag);
+  PhiloxQuarter h[kQuarters];
+  for (int i = 0; i < kQuarters; ++i) {
+    const __m256i lanes = _mm256_setr_epi64x(4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3);
+    h[i] = PhiloxQuarter{_mm256_add_epi64(base, lanes), c1, c2, c3};
+  }
   const __m256i m0 = _mm256_set1_epi64x(kPhiloxM0), m1 = _mm256_set1_epi64x(kPhiloxM1);
   uint32_t k0 = s.k0, k1 = s.k1;
   for (int round = 0; round < 10; ++round) {
-    __m256i hi0, lo0, hi1, lo1;
-    mulhilo_x8(m0, c0, &hi0, &lo0);
-    mulhilo_x8(m1, c2, &hi1, &lo1);
-    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
-    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
-    c1 = lo1;
-    c3 = lo0;
+    const __m256i vk0 = _mm256_set1_epi32(static_cast<int>(k0));
+    const __m256i vk1 = _mm256_set1_epi32(static_cast<int>(k1));
+    for (int i = 0; i < kQuarters; ++i) philox_round(h[i], m0, m1, vk0, vk1);
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(w0), c0);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(w1), c1);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(w2), c2);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(w3), c3);
+  // Low halves of two registers' lanes per 8 groups: even 32-bit words, in order.
+  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const auto pack = [&](__m256i a, __m256i b, uint32_t* out) {
+    const __m256i lo = _mm256_permutevar8x32_epi32(a, even);  // a's words in the low 128
+    const __m256i hi = _mm256_permutevar8x32_epi32(b, even);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_permute2x128_si256(lo, hi, 0x20));
+  };
+  for (int i = 0; i < kQuarters; i += 2) {
+    const int g = 4 * i;
+    pack(h[i].c0, h[i + 1].c0, w0 + g);
+    pack(h[i].c1, h[i + 1].c1, w1 + g);
+    pack(h[i].c2, h[i + 1].c2, w2 + g);
+    pack(h[i].c3, h[i + 1].c3, w3 + g);
+  }
 }
 #else
 constexpr int kPhiloxSimdGroups = 0;

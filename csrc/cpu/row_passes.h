@@ -110,7 +110,7 @@ int64_t row_argmax(const scalar_t* row, int64_t vocab) {
 }
 
 // The verification passes in portable form: omp-simd loops that the compiler vectorises for
-// whatever instruction set the build enables. AVX-512 builds use row_passes_simd512.h
+// whatever instruction set the build enables. AVX-512 and AVX2 builds use row_passes_simd.h
 // instead, which computes the same keys and tokens (tests/cpp checks the two agree).
 namespace generic {
 
@@ -209,6 +209,32 @@ int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, int64_
   }
   return best_res.index >= 0 ? best_res.index : best_p.index;
 }
+
+// The portable passes under the interface of row_passes_simd.h's simd::Passes.
+struct Passes {
+  template <typename scalar_t>
+  static float row_lse(const scalar_t* row, int64_t vocab, float scale) {
+    return generic::row_lse(row, vocab, scale);
+  }
+  template <typename scalar_t>
+  static int64_t row_sample(const scalar_t* row, int64_t vocab, float scale,
+                            const RngStream& rng) {
+    return generic::row_sample(row, vocab, scale, rng);
+  }
+  template <typename scalar_t>
+  static float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
+                                 float scale, float w, float lse_t, float lse_d,
+                                 int64_t onehot) {
+    return generic::row_residual_mass(t_row, d_row, vocab, scale, w, lse_t, lse_d, onehot);
+  }
+  template <typename scalar_t>
+  static int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row,
+                                     int64_t vocab, float scale, float w, float lse_t,
+                                     float lse_d, int64_t onehot, const RngStream& rng) {
+    return generic::row_sample_residual(t_row, d_row, vocab, scale, w, lse_t, lse_d, onehot,
+                                        rng);
+  }
+};
 
 }  // namespace generic
 }  // namespace cpu

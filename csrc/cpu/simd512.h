@@ -15,10 +15,7 @@
 // verification passes run about twice as fast (bench/RESULTS.md).
 #pragma once
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512DQ__)
-#define DSPARK_SIMD512 1
-#endif
+#include "simd_isa.h"
 
 #if defined(DSPARK_SIMD512)
 
@@ -30,6 +27,7 @@
 #include <c10/util/Half.h>
 
 #include "../core/fastmath.h"
+#include "philox_simd.h"
 
 // GCC 12's avx512fintrin.h passes an intentionally undefined register through the unmasked
 // intrinsics and then warns about it (-W[maybe-]uninitialized, a known false positive).
@@ -41,8 +39,6 @@
 
 namespace dspark {
 namespace cpu {
-
-constexpr int kLanes512 = 16;
 
 struct M16 {
   __mmask16 k;
@@ -152,6 +148,50 @@ inline F16 load_logits_tail(const c10::Half* row, int64_t i, int tail) {
   const __m512 x = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, row + i));
   return F16(_mm512_mask_blend_ps(k, _mm512_set1_ps(kNegInf), x));
 }
+
+// The backend row_passes_simd.h is instantiated with.
+struct Avx512 {
+  using F = F16;
+  using U = U16;
+  static constexpr int kLanes = 16;
+  static constexpr const char* kName = "AVX-512";
+  static constexpr bool kScaleOverflowsToInf = true;  // scale_pow2_f is vscalefps
+
+  static bool any(M16 m) { return m.k != 0; }
+  // 1.0 in lane `at` (0 <= at < 16), 0 elsewhere; all zero for at < 0.
+  static F16 unit_lane(int at) {
+    const __mmask16 k = at < 0 ? __mmask16{0} : static_cast<__mmask16>(1u << at);
+    return F16(_mm512_maskz_mov_ps(k, _mm512_set1_ps(1.0f)));
+  }
+  // Uniforms of SoA Philox words (w[j][g]: word j of group g) in lane order (lane 4g + j):
+  // sixteen groups (64 lanes, four vectors) at a time, interleaving words 0/1 and 2/3 and
+  // then 64-bit pairs of those.
+  static void words_to_lanes(const uint32_t (&w)[4][kPhiloxSimdGroups], F16* out) {
+    const __m512i pair_lo =
+        _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i pair_hi =
+        _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const __m512i quad_lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    const __m512i quad_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    const auto quad = [](__m512 a, __m512i idx, __m512 b) {
+      return F16(_mm512_castpd_ps(
+          _mm512_permutex2var_pd(_mm512_castps_pd(a), idx, _mm512_castps_pd(b))));
+    };
+    for (int g = 0; g < kPhiloxSimdGroups; g += 16) {
+      F16 e[4];
+      for (int j = 0; j < 4; ++j) e[j] = uniform_lanes(U16::load(w[j] + g));
+      const __m512 t01_lo = _mm512_permutex2var_ps(e[0].v, pair_lo, e[1].v);
+      const __m512 t01_hi = _mm512_permutex2var_ps(e[0].v, pair_hi, e[1].v);
+      const __m512 t23_lo = _mm512_permutex2var_ps(e[2].v, pair_lo, e[3].v);
+      const __m512 t23_hi = _mm512_permutex2var_ps(e[2].v, pair_hi, e[3].v);
+      F16* o = out + g / 4;  // 16 groups = 64 lanes = 4 vectors
+      o[0] = quad(t01_lo, quad_lo, t23_lo);
+      o[1] = quad(t01_lo, quad_hi, t23_lo);
+      o[2] = quad(t01_hi, quad_lo, t23_hi);
+      o[3] = quad(t01_hi, quad_hi, t23_hi);
+    }
+  }
+};
 
 }  // namespace cpu
 }  // namespace dspark

@@ -1,6 +1,6 @@
 // CPU kernels of the verification ops: requests are handed out to the threads of ATen's pool
 // one at a time, each running the shared per-request algorithm (core/verify_row.h) with the
-// vectorised row passes (cpu/row_passes_simd512.h on AVX-512 builds, cpu/row_passes.h
+// vectorised row passes (cpu/row_passes_simd.h on AVX-512 and AVX2 builds, cpu/row_passes.h
 // otherwise). Rows after a rejection are never read; nothing of size B*K*V is allocated.
 #include <algorithm>
 #include <atomic>
@@ -12,16 +12,18 @@
 #include "../core/verify_row.h"
 #include "../verify_args.h"
 #include "row_passes.h"
-#include "row_passes_simd512.h"
+#include "row_passes_simd.h"
 
 namespace dspark {
 namespace cpu {
 namespace {
 
 #if defined(DSPARK_SIMD512)
-namespace passes = simd512;
+using passes = simd::Passes<Avx512>;
+#elif defined(DSPARK_SIMD256)
+using passes = simd::Passes<Avx2>;
 #else
-namespace passes = generic;
+using passes = generic::Passes;
 #endif
 
 template <typename scalar_t>
