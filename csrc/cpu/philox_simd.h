@@ -14,6 +14,7 @@
 #endif
 
 #include "../core/philox.h"
+#include "simd_isa.h"
 
 namespace dspark {
 namespace cpu {
@@ -22,13 +23,7 @@ constexpr uint32_t kPhiloxM0 = 0xD2511F53u, kPhiloxM1 = 0xCD9E8D57u;
 constexpr uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
 
 #if defined(__AVX512F__)
-// GCC 12's avx512fintrin.h passes an intentionally undefined register through the unmasked
-// intrinsics and then warns about it (-W[maybe-]uninitialized, a known false positive).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+DSPARK_SIMD_WARNINGS_OFF  // simd_isa.h
 constexpr int kPhiloxSimdGroups = 32;
 
 // Each counter word lives in the low half of a 64-bit lane, eight groups per register: then
@@ -84,9 +79,7 @@ inline void philox_simd_block(const RngStream& s, uint32_t g0, uint32_t* w0, uin
     _mm512_storeu_si512(w3 + g, _mm512_permutex2var_epi32(h[i].c3, low, h[i + 1].c3));
   }
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+DSPARK_SIMD_WARNINGS_ON
 #elif defined(__AVX2__)
 constexpr int kPhiloxSimdGroups = 16;
 

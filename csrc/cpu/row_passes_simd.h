@@ -28,12 +28,7 @@
 #include "../core/verify_math.h"
 #include "philox_simd.h"
 
-// The GCC 12 intrinsic false positive of simd512.h also fires where these inline them.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+DSPARK_SIMD_WARNINGS_OFF  // simd_isa.h
 
 namespace dspark {
 namespace cpu {
@@ -210,15 +205,16 @@ inline void block_uniforms(const RngStream& rng, int64_t begin,
   V::words_to_lanes(w, out);
 }
 
-// Gumbel-max sample of the row's softmax (as row_passes.h row_sample). Lanes that provably
-// cannot beat a key already reached (gumbel_may_beat) skip their two logarithms.
-template <class V, typename scalar_t>
-int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStream& rng) {
+// An arg-max race over the row's lanes, chunk by chunk, with pruning. For the lanes
+// [j, j + kLanes) of chunk c (n lanes) with uniforms u, key_of(c, n, j, u, bar) returns their
+// keys, or -inf where the lanes provably cannot beat `bar`, a key some lane already reached
+// (it may then skip their logarithms). Ties go to the lowest lane, as ArgMax::offer.
+template <class V, class KeyOf>
+int64_t pruned_race(int64_t vocab, const RngStream& rng, KeyOf&& key_of) {
   using F = typename V::F;
   constexpr int kVectors = static_cast<int>(kBlockLanes / V::kLanes);
   alignas(64) float keys[kChunk];
   ChunkArgMax best;
-  const F vscale(scale);
   float bar = kNegInf;  // the largest key reached so far
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
@@ -226,17 +222,11 @@ int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStr
     for (int64_t b = 0; b < n; b += kBlockLanes) {
       F u[kVectors];
       block_uniforms<V>(rng, c + b, u);
-      const F vbar(gumbel_bar(bar));
       F reached(kNegInf);
       for (int q = 0; q < kVectors && b + V::kLanes * q < n; ++q) {
         const int64_t j = b + V::kLanes * q;
-        if (j % 32 == 0) prefetch_next(row, c, j, vocab);
-        const F s = masked_scaled(chunk_vector<V>(row, c, n, j), vscale);
-        F key(kNegInf);
-        if (V::any(gumbel_may_beat(s, u[q], vbar))) {
-          key = gumbel2_key(s, neg_log2_of_uniform(u[q]));
-          reached = max_f(key, reached);
-        }
+        const F key = key_of(c, n, j, u[q], bar);
+        reached = max_f(key, reached);
         key.store(keys + j);
       }
       bar = dspark::max_f(reduce_max(reached), bar);
@@ -245,6 +235,20 @@ int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStr
     best.offer_chunk_max(keys, c, reduce_max(chunk_max));
   }
   return best.index;
+}
+
+// Gumbel-max sample of the row's softmax (as row_passes.h row_sample). Lanes that provably
+// cannot beat a key already reached (gumbel_may_beat) skip their two logarithms.
+template <class V, typename scalar_t>
+int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStream& rng) {
+  using F = typename V::F;
+  const F vscale(scale);
+  return pruned_race<V>(vocab, rng, [&](int64_t c, int64_t n, int64_t j, F u, float bar) {
+    if (j % 32 == 0) prefetch_next(row, c, j, vocab);
+    const F s = masked_scaled(chunk_vector<V>(row, c, n, j), vscale);
+    if (!V::any(gumbel_may_beat(s, u, F(gumbel_bar(bar))))) return F(kNegInf);
+    return gumbel2_key(s, neg_log2_of_uniform(u));
+  });
 }
 
 // p and q of lanes [j, j + kLanes) of chunk c (q: draft row, or the delta at `onehot`).
@@ -308,38 +312,15 @@ float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vo
 template <class V, typename scalar_t, bool kOverP>
 int64_t race(const ResidualLanes<V, scalar_t>& lanes, float w, const RngStream& rng) {
   using F = typename V::F;
-  constexpr int kVectors = static_cast<int>(kBlockLanes / V::kLanes);
-  alignas(64) float keys[kChunk];
-  ChunkArgMax best;
   const F vw(w);
-  float bar = kNegInf;  // the largest key reached so far
-  for (int64_t c = 0; c < lanes.vocab; c += kChunk) {
-    const int64_t n = std::min(kChunk, lanes.vocab - c);
-    F chunk_max(kNegInf);
-    for (int64_t b = 0; b < n; b += kBlockLanes) {
-      F u[kVectors];
-      block_uniforms<V>(rng, c + b, u);
-      const F vbar(bar);
-      F reached(kNegInf);
-      for (int q = 0; q < kVectors && b + V::kLanes * q < n; ++q) {
-        const int64_t j = b + V::kLanes * q;
-        lanes.prefetch_rows(c, j);
-        F p, qv;
-        lanes.probs(c, n, j, &p, &qv);
-        const F weight = kOverP ? p : residual_weight(vw, p, qv);
-        F key(kNegInf);
-        if (V::any(race_may_beat(weight, u[q], vbar))) {
-          key = race_key(weight, inv_neg_log2_of_uniform(u[q]));
-          reached = max_f(key, reached);
-        }
-        key.store(keys + j);
-      }
-      bar = dspark::max_f(reduce_max(reached), bar);
-      chunk_max = max_f(reached, chunk_max);
-    }
-    best.offer_chunk_max(keys, c, reduce_max(chunk_max));
-  }
-  return best.index;
+  return pruned_race<V>(lanes.vocab, rng, [&](int64_t c, int64_t n, int64_t j, F u, float bar) {
+    lanes.prefetch_rows(c, j);
+    F p, q;
+    lanes.probs(c, n, j, &p, &q);
+    const F weight = kOverP ? p : residual_weight(vw, p, q);
+    if (!V::any(race_may_beat(weight, u, F(bar)))) return F(kNegInf);
+    return race_key(weight, inv_neg_log2_of_uniform(u));
+  });
 }
 
 // As row_passes.h row_sample_residual: the residual race, and the race over p (same E per
@@ -384,8 +365,6 @@ struct Passes {
 }  // namespace cpu
 }  // namespace dspark
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+DSPARK_SIMD_WARNINGS_ON
 
 #endif  // DSPARK_SIMD512 || DSPARK_SIMD256

@@ -29,13 +29,7 @@
 #include "../core/fastmath.h"
 #include "philox_simd.h"
 
-// GCC 12's avx512fintrin.h passes an intentionally undefined register through the unmasked
-// intrinsics and then warns about it (-W[maybe-]uninitialized, a known false positive).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
+DSPARK_SIMD_WARNINGS_OFF  // simd_isa.h
 
 namespace dspark {
 namespace cpu {
@@ -196,8 +190,6 @@ struct Avx512 {
 }  // namespace cpu
 }  // namespace dspark
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+DSPARK_SIMD_WARNINGS_ON
 
 #endif  // DSPARK_SIMD512

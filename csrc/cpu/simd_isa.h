@@ -10,3 +10,17 @@
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define DSPARK_SIMD256 1
 #endif
+
+// GCC 12's avx512fintrin.h passes an intentionally undefined register through the unmasked
+// intrinsics and then warns about it (-W[maybe-]uninitialized, a known false positive), also
+// wherever those are inlined: the SIMD headers wrap their code in these.
+#if defined(__GNUC__) && !defined(__clang__)
+#define DSPARK_SIMD_WARNINGS_OFF                                 \
+  _Pragma("GCC diagnostic push")                                 \
+  _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")    \
+  _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")
+#define DSPARK_SIMD_WARNINGS_ON _Pragma("GCC diagnostic pop")
+#else
+#define DSPARK_SIMD_WARNINGS_OFF
+#define DSPARK_SIMD_WARNINGS_ON
+#endif
