@@ -21,10 +21,19 @@ run_pytest() {  # exit code 5 (no tests collected) is a failure of the suite, no
   return "$rc"
 }
 
-echo "test: CPU-only variant (pip install --no-build-isolation, DSPARK_FORCE_CPU=1)"
+# The CPU-only variant is built for AVX2 when this machine has it, so the suite also covers
+# the AVX2 backend of the SIMD passes (the in-place build uses the machine's best, AVX-512
+# here); tests/cpp checks both backends against the scalar definitions as well.
+cpu_arch=""
+if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo; then
+  cpu_arch="-mavx2 -mfma -mf16c"
+fi
+echo "test: CPU-only variant (pip install --no-build-isolation, DSPARK_FORCE_CPU=1, flags: ${cpu_arch:-default})"
 rm -rf build/cpu-only
+if [ -n "$cpu_arch" ]; then export DSPARK_CPU_ARCH_FLAGS="$cpu_arch"; fi
 DSPARK_FORCE_CPU=1 "$PY" -m pip install -q --no-build-isolation --no-deps --no-compile \
   --target build/cpu-only . 2>&1 | grep -v "^\s*$" | tail -n 3 || true
+unset DSPARK_CPU_ARCH_FLAGS
 (cd build/cpu-only && "$PY" -c "import dspark_ext, sys; i = dspark_ext.build_info(); \
 print('test: cpu-only variant', i); sys.exit(i['cuda_enabled'])")
 # Fast tests against the CPU-only variant (run from its folder so it is the one imported).
