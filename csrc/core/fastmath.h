@@ -13,13 +13,13 @@
 //   (a logit times log2(e)/T): exp2 needs no Cody-Waite reduction, so it is about half the
 //   operations of exp, and the verification passes are bound by it.
 // The base-2 functions are written once, lane-generically (exp2_lanes, log2_pos_lanes): F is
-// float on every executor, or a SIMD vector of floats (cpu/simd512.h) that provides the same
-// operations lane by lane. The float instantiation is the definition; a SIMD instantiation
-// performs the same IEEE operations in the same order, so its lanes are bit-identical
-// (tests/cpp checks it on millions of inputs).
+// float on every executor, or a SIMD vector of floats (cpu/simd512.h, cpu/simd256.h) with
+// the same operations lane by lane. The float instantiation is the definition; a SIMD
+// instantiation performs the same IEEE operations in the same order, so its lanes are
+// bit-identical (tests/cpp/test_lanes.cpp checks it on hundreds of thousands of inputs).
 //
 // Accuracy: all within 2 ulp of the correctly rounded result on the ranges used here
-// (tests/cpp/test_core.cpp checks against double).
+// (tests/cpp/test_core.cpp and test_lanes.cpp check against double).
 #pragma once
 
 #include <cmath>

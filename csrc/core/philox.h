@@ -86,7 +86,7 @@ struct RngStream {
 
 // 23 random bits -> (2m+1) * 2^-24: exactly representable in float32 (and float64), strictly
 // inside (0, 1): the smallest value is 2^-24 and the largest 1 - 2^-24.
-// Lane-generic (U = uint32_t, or a SIMD vector of them: cpu/simd512.h).
+// Lane-generic (U = uint32_t, or a SIMD vector of them: cpu/simd512.h, cpu/simd256.h).
 DSPARK_FN float small_uint_to_float(uint32_t u) { return static_cast<float>(u); }  // exact < 2^24
 
 template <typename U>

@@ -2,8 +2,9 @@
 //
 // The CPU loops and the CUDA block loops call exactly these functions, so a token decided on
 // one executor is decided by the same arithmetic on the other. The per-element functions are
-// lane-generic (F = float, or a SIMD float vector with the same operations, cpu/simd512.h;
-// see core/fastmath.h), so the AVX-512 passes run this very code 16 lanes at a time.
+// lane-generic (F = float, or a SIMD float vector with the same operations: cpu/simd512.h,
+// cpu/simd256.h; see core/fastmath.h), so the SIMD CPU passes run this very code 16 or 8
+// lanes at a time.
 //
 // Verification works in log2 units: a "scaled logit" is logit * log2(e) / T (verify_scale),
 // a row's "lse" is log2 sum 2^scaled, log p = scaled - lse, p = 2^(scaled - lse); acceptance
@@ -91,7 +92,7 @@ DSPARK_FN F prob(F scaled, F lse) {
 
 // prob for a row that is not fully masked (finite lse), where lse >= every scaled logit of the
 // row: the masking selects are then the identity (-inf - lse = -inf) and the argument is
-// <= 0, so this equals prob bit for bit with fewer operations (the AVX-512 passes use it).
+// <= 0, so this equals prob bit for bit with fewer operations (the SIMD CPU passes use it).
 template <typename F>
 DSPARK_FN F prob_finite_lse(F scaled, F lse) {
   return exp2_le127_lanes(scaled - lse);
@@ -125,8 +126,8 @@ DSPARK_FN F residual_weight(F w, F p, F q) {
 
 // Exponential-race key: argmax_x weight(x) / E_x with E_x = -log u_x ~ Exp(1) samples x with
 // probability weight(x) / sum(weight), with no normalisation or prefix sum. Computed as
-// weight * (1 / E_x) so one division serves the residual and the fallback key of a lane.
-// Zero weight gives -inf, which ArgMax never takes.
+// weight * (1 / E_x): one division per lane whichever races (residual, fallback) use it, and
+// the same rounding on every executor. Zero weight gives -inf, which ArgMax never takes.
 template <typename F>
 DSPARK_FN F race_key(F weight, F inv_e) {
   return select_f(weight > F(0.0f), weight * inv_e, F(kNegInf));
