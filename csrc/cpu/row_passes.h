@@ -30,9 +30,9 @@ inline float to_float(c10::Half x) { return static_cast<float>(x); }
 
 // Scaled, masked logits of row[begin, begin+n) into out (n <= kChunk).
 template <typename scalar_t>
-inline void load_scaled(const scalar_t* __restrict__ row, int64_t begin, int64_t n, float inv_t,
+inline void load_scaled(const scalar_t* __restrict__ row, int64_t begin, int64_t n, float scale,
                         float* __restrict__ out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = masked_scaled(to_float(row[begin + i]), inv_t);
+  for (int64_t i = 0; i < n; ++i) out[i] = masked_scaled(to_float(row[begin + i]), scale);
 }
 
 // E = -log u (or 1/E with `reciprocal`) for vocabulary lanes [begin, begin+n) of `rng`;

@@ -37,9 +37,9 @@ namespace simd {
 constexpr int64_t kBlockLanes = 4 * kPhiloxSimdGroups;  // lanes per Philox SIMD block
 static_assert(kChunk % kBlockLanes == 0, "chunks must hold whole Philox SIMD blocks");
 
-// Prefetch one cache line into L1. An asm statement, not _mm_prefetch: GCC 12 deleted
-// __builtin_prefetch calls from some of these loops (those reading the row pointer from a
-// struct, or after an early return), silently; a volatile asm cannot be deleted.
+// Prefetch one cache line into L1. An asm statement, not _mm_prefetch: GCC 12 emitted no
+// prefetch at all for some of these call sites (a row pointer read from a struct, a prefetch
+// after an early return; seen with objdump), and a volatile asm cannot be left out.
 inline void prefetch_line(const void* p) {
   asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
 }
