@@ -45,26 +45,34 @@ struct SoftmaxStats {
   float sum;
 };
 
-DSPARK_FN SoftmaxStats stats_merge(SoftmaxStats a, SoftmaxStats b) {
+// Merge in natural base (kBase2 = false: sums of exp(x - m), the Markov head) or base 2
+// (sums of 2^(x - m), verification).
+template <bool kBase2>
+DSPARK_FN float exp_base(float x) {
+  return kBase2 ? exp2_f(x) : exp_f(x);
+}
+
+template <bool kBase2>
+DSPARK_FN SoftmaxStats stats_merge_base(SoftmaxStats a, SoftmaxStats b) {
   const float m = max_f(a.max, b.max);
   if (m == kNegInf) return SoftmaxStats{kNegInf, 0.0f};
   // exp(-inf - finite) = 0, so an empty side contributes nothing.
-  const float sa = (a.max == kNegInf) ? 0.0f : a.sum * exp_f(a.max - m);
-  const float sb = (b.max == kNegInf) ? 0.0f : b.sum * exp_f(b.max - m);
+  const float sa = (a.max == kNegInf) ? 0.0f : a.sum * exp_base<kBase2>(a.max - m);
+  const float sb = (b.max == kNegInf) ? 0.0f : b.sum * exp_base<kBase2>(b.max - m);
   return SoftmaxStats{m, sa + sb};
+}
+
+DSPARK_FN SoftmaxStats stats_merge(SoftmaxStats a, SoftmaxStats b) {
+  return stats_merge_base<false>(a, b);
 }
 
 DSPARK_FN float stats_lse(SoftmaxStats s) {
   return (s.max == kNegInf) ? kNegInf : s.max + log_f(s.sum);
 }
 
-// The same statistics in base 2 (verification): sum of 2^(x - m), log2-sum-exp2.
+// The same statistics in base 2 (verification): log2-sum-exp2.
 DSPARK_FN SoftmaxStats stats2_merge(SoftmaxStats a, SoftmaxStats b) {
-  const float m = max_f(a.max, b.max);
-  if (m == kNegInf) return SoftmaxStats{kNegInf, 0.0f};
-  const float sa = (a.max == kNegInf) ? 0.0f : a.sum * exp2_f(a.max - m);
-  const float sb = (b.max == kNegInf) ? 0.0f : b.sum * exp2_f(b.max - m);
-  return SoftmaxStats{m, sa + sb};
+  return stats_merge_base<true>(a, b);
 }
 
 DSPARK_FN float stats2_lse(SoftmaxStats s) {

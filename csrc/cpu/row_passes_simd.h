@@ -7,7 +7,7 @@
 // (order of additions, and the log-sum-exp's reference). What makes them faster than the
 // auto-vectorised loops:
 // - accumulators in registers, selects as single blend/mask instructions;
-// - log-sum-exp in one pass per chunk against the running max (row_lse);
+// - log-sum-exp in one unmasked pass per chunk against the running max (row_lse);
 // - the next chunk of each row is prefetched while the current one is computed;
 // - Philox words are made for a whole block of lanes (philox_simd.h) and transposed into lane
 //   order in registers;
@@ -104,25 +104,14 @@ inline SoftmaxStats chunk_stats_masked(const scalar_t* row, int64_t c, int64_t n
   return SoftmaxStats{m, reduce_add(a0 + a1)};
 }
 
-// 2^x of a log-sum-exp term x = s - ref that may exceed 127 when ref is not the max: such a
-// term must come out >= 2^64 (chunk_sum_against then rejects the chunk). AVX-512's
-// exp2_le127_lanes gives +inf there (vscalefps overflows, an IEEE result); AVX2's builds 2^n
-// from exponent bits, which wrap past 127, so it clamps first (exp2_lanes: saturates at 2^127).
-template <class V>
-inline typename V::F exp2_term(typename V::F x) {
-  if constexpr (V::kScaleOverflowsToInf) {
-    return exp2_le127_lanes(x);
-  } else {
-    return exp2_lanes(x);
-  }
-}
-
 // One pass over a chunk: sum of 2^(s - ref) against a reference `ref` (the running max of the
-// earlier chunks) instead of the chunk's own max, so no max pass. Terms are exact as long as
-// s - ref <= 127; past it they are at least 2^64 (exp2_term), and a NaN lane gives NaN. Only
-// a sum below 2^64 is taken (so the running sum cannot overflow however many chunks follow);
-// any other sends the caller to the two-pass paths, which merge the chunk's own statistics
-// and so move the reference up. A masked -inf lane adds 0.
+// earlier chunks) instead of the chunk's own max, so no max pass and no masking. Terms are
+// exact as long as s - ref <= 127; past it (a +inf lane included) exp2_lanes saturates at
+// 2^127, a NaN lane gives NaN, and a -inf lane (raw, or scaled past -FLT_MAX) adds 0, as a
+// masked one does.
+// Only a sum below 2^64 is taken (so the running sum cannot overflow however many chunks
+// follow); any other sends the caller to the masked two-pass path, which merges the chunk's
+// own statistics and so moves the reference up.
 template <class V, typename scalar_t>
 inline bool chunk_sum_against(const scalar_t* row, int64_t c, int64_t n, int64_t vocab,
                               typename V::F scale, float ref, float* sum) {
@@ -133,42 +122,12 @@ inline bool chunk_sum_against(const scalar_t* row, int64_t c, int64_t n, int64_t
   int64_t j = 0;
   for (; j + 2 * V::kLanes <= padded; j += 2 * V::kLanes) {
     if (j % 32 == 0) prefetch_next(row, c, j, vocab);
-    a0 = a0 + exp2_term<V>(chunk_vector<V>(row, c, n, j) * scale - vref);
-    a1 = a1 + exp2_term<V>(chunk_vector<V>(row, c, n, j + V::kLanes) * scale - vref);
+    a0 = a0 + exp2_lanes(chunk_vector<V>(row, c, n, j) * scale - vref);
+    a1 = a1 + exp2_lanes(chunk_vector<V>(row, c, n, j + V::kLanes) * scale - vref);
   }
-  if (j < padded) a0 = a0 + exp2_term<V>(chunk_vector<V>(row, c, n, j) * scale - vref);
+  if (j < padded) a0 = a0 + exp2_lanes(chunk_vector<V>(row, c, n, j) * scale - vref);
   *sum = reduce_add(a0 + a1);
   return *sum < 0x1p64f;  // false for +inf and NaN too
-}
-
-// The same statistics without masking, in the same order of additions: a -inf lane (raw, or
-// scaled past -FLT_MAX) adds 2^-inf = 0 exactly as a masked one does, so when no lane is NaN
-// or scales to +inf the result is bit for bit the masked path's. Those lanes show in the
-// results (a +inf max, a NaN sum), and then this returns false and the caller takes the
-// masked path. Saves the classification, the blend and the staging store of every lane.
-template <class V, typename scalar_t>
-inline bool chunk_stats_unmasked(const scalar_t* row, int64_t c, int64_t n, int64_t vocab,
-                                 typename V::F scale, SoftmaxStats* out) {
-  using F = typename V::F;
-  F m0(kNegInf), m1(kNegInf);
-  for (int64_t i = 0; i < n; i += V::kLanes) {
-    const F s = chunk_vector<V>(row, c, n, i) * scale;
-    if ((i / V::kLanes) % 2 == 0) {
-      m0 = max_f(s, m0);
-    } else {
-      m1 = max_f(s, m1);
-    }
-  }
-  const float m = reduce_max(max_f(m0, m1));  // never NaN: max_f keeps the running value
-  if (m == kNegInf) {
-    *out = SoftmaxStats{kNegInf, 0.0f};
-    return true;
-  }
-  if (!dspark::is_finite_f(m)) return false;  // a lane scales to +inf
-  float sum;  // against the chunk's own max: at most kChunk, so only a NaN lane fails
-  if (!chunk_sum_against<V>(row, c, n, vocab, scale, m, &sum)) return false;
-  *out = SoftmaxStats{m, sum};
-  return true;
 }
 
 // log2-sum-exp2 of the scaled row (as row_passes.h row_lse; the sum's rounding differs).
@@ -185,10 +144,7 @@ float row_lse(const scalar_t* row, int64_t vocab, float scale) {
       acc.sum += sum;  // same reference
       continue;
     }
-    SoftmaxStats chunk;
-    if (!chunk_stats_unmasked<V>(row, c, n, vocab, vscale, &chunk)) {
-      chunk = chunk_stats_masked<V>(row, c, n, vocab, vscale, buf);
-    }
+    const SoftmaxStats chunk = chunk_stats_masked<V>(row, c, n, vocab, vscale, buf);
     if (chunk.max != kNegInf) acc = stats2_merge(acc, chunk);
   }
   return stats2_lse(acc);

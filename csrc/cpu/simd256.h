@@ -145,7 +145,6 @@ struct Avx2 {
   using U = U8;
   static constexpr int kLanes = 8;
   static constexpr const char* kName = "AVX2";
-  static constexpr bool kScaleOverflowsToInf = false;  // 2^n from exponent bits (wraps)
 
   static bool any(M8 m) { return _mm256_movemask_ps(m.m) != 0; }
   // 1.0 in lane `at` (0 <= at < 8), 0 elsewhere; all zero for at < 0.

@@ -149,7 +149,6 @@ struct Avx512 {
   using U = U16;
   static constexpr int kLanes = 16;
   static constexpr const char* kName = "AVX-512";
-  static constexpr bool kScaleOverflowsToInf = true;  // scale_pow2_f is vscalefps
 
   static bool any(M16 m) { return m.k != 0; }
   // 1.0 in lane `at` (0 <= at < 16), 0 elsewhere; all zero for at < 0.

@@ -40,14 +40,10 @@ __device__ __forceinline__ ArgMax shfl_xor(ArgMax v, int mask) {
 struct SumOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
 };
+template <bool kBase2>  // natural base (Markov head) or base 2 (verification)
 struct StatsOp {
   __device__ __forceinline__ SoftmaxStats operator()(SoftmaxStats a, SoftmaxStats b) const {
-    return stats_merge(a, b);
-  }
-};
-struct Stats2Op {  // base 2 (verification)
-  __device__ __forceinline__ SoftmaxStats operator()(SoftmaxStats a, SoftmaxStats b) const {
-    return stats2_merge(a, b);
+    return stats_merge_base<kBase2>(a, b);
   }
 };
 // ArgMax::merge is an exact selection (larger key, then lower index), so the reduction tree
@@ -95,13 +91,9 @@ template <int kThreads>
 __device__ __forceinline__ float block_sum(float v, ReduceScratch& s) {
   return block_reduce_broadcast<kThreads>(v, SumOp{}, s);
 }
-template <int kThreads>
+template <int kThreads, bool kBase2 = false>
 __device__ __forceinline__ SoftmaxStats block_stats(SoftmaxStats v, ReduceScratch& s) {
-  return block_reduce_broadcast<kThreads>(v, StatsOp{}, s);
-}
-template <int kThreads>
-__device__ __forceinline__ SoftmaxStats block_stats2(SoftmaxStats v, ReduceScratch& s) {
-  return block_reduce_broadcast<kThreads>(v, Stats2Op{}, s);
+  return block_reduce_broadcast<kThreads>(v, StatsOp<kBase2>{}, s);
 }
 template <int kThreads>
 __device__ __forceinline__ ArgMax block_argmax(ArgMax v, ReduceScratch& s) {

@@ -146,7 +146,7 @@ __device__ __noinline__ float block_row_lse(const scalar_t* row, int64_t vocab, 
       for (int i = 0; i < kLanes; ++i) s += exp2_le127_lanes(x[i] - m);  // <= 0; masked: 0
     }
   });
-  return stats2_lse(block_stats2<kThreads>(SoftmaxStats{m, s}, scratch));
+  return stats2_lse(block_stats<kThreads, /*kBase2=*/true>(SoftmaxStats{m, s}, scratch));
 }
 
 // Greedy arg-max of the raw (masked) logits, lowest index on ties; -1 when all are masked.
