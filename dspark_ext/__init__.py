@@ -40,6 +40,10 @@ from .markov import MarkovResult, markov_sample
 from .ops import VerifyResult, rejection_sample, verify_greedy
 from .scheduler import (AsyncScheduler, ScheduleResult, SPSProfile, schedule_capacity,
                         schedule_causal, schedule_global, schedule_prefix)
+from .decoding import (FixedLength, GenerationOutput, Scheduled, SpeculativeDecoder,
+                       StaticThreshold)
+from .drafters import ContextUpdate, DraftBlock, Drafter, ModelDrafter, NgramDrafter
+from .targets import KVCache, Target, TorchTarget
 
 __version__ = _C.version()
 
@@ -55,7 +59,23 @@ def build_info() -> dict:
     }
 
 
-__all__ = ["MarkovResult", "VerifyResult", "build_info", "markov_sample", "rejection_sample",
+def __getattr__(name):
+    # Lazy: DSparkDrafter (its checkpoints need safetensors), HFTarget and the HF hook
+    # (transformers) live behind optional extras.
+    import importlib
+    if name in ("DSparkDrafter", "DSparkConfig"):
+        return getattr(importlib.import_module(".drafters.dspark", __name__), name)
+    if name == "HFTarget":
+        return importlib.import_module(".targets.hf", __name__).HFTarget
+    if name == "hf":
+        return importlib.import_module(".hf", __name__)
+    raise AttributeError(f"module 'dspark_ext' has no attribute {name!r}")
+
+
+__all__ = ["ContextUpdate", "DraftBlock", "Drafter", "DSparkConfig", "DSparkDrafter",
+           "FixedLength", "GenerationOutput", "HFTarget", "KVCache", "ModelDrafter",
+           "NgramDrafter", "Scheduled", "SpeculativeDecoder", "StaticThreshold", "Target",
+           "TorchTarget", "MarkovResult", "VerifyResult", "build_info", "markov_sample", "rejection_sample",
            "verify_greedy", "AsyncScheduler", "ScheduleResult", "SPSProfile", "apply_sts",
            "fit_sts", "schedule_capacity", "schedule_causal", "schedule_global",
            "schedule_prefix"]

@@ -27,6 +27,7 @@ from .inputs import (check_offsets, per_row_seed, per_row_temperature,
 from .policies import FixedLength
 from .profile import PhaseTimer, phase
 from .stats import GenerationStats, RoundStats
+from .warp import check_top_k_top_p, truncate_logits
 
 _VERIFY = ("greedy", "token", "block")
 StreamCallback = Callable[[Dict[int, List[int]]], None]
@@ -108,6 +109,7 @@ class SpeculativeDecoder:
                  eos_token_id: Union[None, int, Sequence[int]] = None,
                  pad_token_id: Optional[int] = None, verify: Optional[str] = None,
                  gamma: Optional[int] = None, length_policy=None,
+                 top_k: Optional[int] = None, top_p: Optional[float] = None,
                  stream: Optional[StreamCallback] = None,
                  profile: bool = False) -> GenerationOutput:
         """Continue every prompt by up to ``max_new_tokens`` tokens.
@@ -117,10 +119,14 @@ class SpeculativeDecoder:
         uses seed + b), an int64 tensor [B] (one Philox key per request: the same key gives
         the same tokens whatever batch the request runs in, for per-row policies), or None
         (fresh). eos_token_id: id(s) that end a row (the EOS is emitted, nothing after it).
+        top_k / top_p: truncate the target's law as transformers' warpers do (the output is
+        then distributed as sampling the truncated law).
         stream: called once per round with {request index: new tokens}. profile: record
         per-phase times in ``stats.timings``.
         """
         verify = verify or self.verify
+        check_top_k_top_p(top_k, top_p)
+        self._warp = (top_k, top_p)
         if verify not in _VERIFY:
             raise ValueError(f"verify must be one of {_VERIFY}, got {verify!r}")
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
@@ -170,7 +176,8 @@ class SpeculativeDecoder:
             first = target.prefill(tokens, lengths)
         offset = torch.zeros(b, dtype=torch.int64, device=dev)
         with phase("verify_op"):
-            anchor = sample_target(first.logits[:, -1], temp, seeds, offset)
+            anchor = sample_target(truncate_logits(first.logits[:, -1], temp, *self._warp),
+                                   temp, seeds, offset)
         positions = torch.arange(tokens.shape[1], device=dev)[None, :].expand_as(tokens)
         with phase("draft"):
             drafter.update(ContextUpdate(tokens, lengths, positions, first.features))
@@ -209,11 +216,12 @@ class SpeculativeDecoder:
             with phase("target_forward"):
                 step = target.forward(block_in, ver + 1)
             with phase("verify_op"):
+                logits = truncate_logits(step.logits, temp, *self._warp)
                 if verify == "greedy":
-                    res = verify_greedy(step.logits, drafts, ver)
+                    res = verify_greedy(logits, drafts, ver)
                 else:
                     q = None if block.draft_logits is None else block.draft_logits[:, : width - 1]
-                    res = rejection_sample(step.logits, drafts, q, temp, seeds, offset, ver,
+                    res = rejection_sample(logits, drafts, q, temp, seeds, offset, ver,
                                            method=verify)
             with phase("bookkeeping"):
                 acc_host, out_host = res.accepted.cpu(), res.out_tokens.cpu()  # host sync 2
