@@ -128,6 +128,9 @@ def test_dflash_config_without_optional_fields_round_trips():
     cfg = DSparkConfig.from_dict(config)
     assert not cfg.has_markov_head and not cfg.enable_confidence_head
     assert cfg.to_dict() == config
+    built = make_config("dflash").to_dict()  # built in code: written as DeepSpec writes it
+    assert "markov_head_type" not in built and "confidence_head_with_markov" not in built
+    assert DSparkConfig.from_dict(built).to_dict() == built
 
 
 @pytest.mark.parametrize("edit, match", [

@@ -200,7 +200,8 @@ class DSparkConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         """The config as DeepSpec's ``save_pretrained`` writes it (JSON-serialisable)."""
-        present = set(_OPTIONAL_KEYS if self._present is None else self._present)
+        # Built in code (no source dict): write what DeepSpec's build_draft_config writes.
+        present = set(("head_dim", "architectures") if self._present is None else self._present)
         out: Dict[str, Any] = copy.deepcopy(self.extra)
         for f in dataclasses.fields(self):
             if f.name in ("extra", "_rope_source", "_present", "rope_theta", "rope_type",
@@ -211,6 +212,9 @@ class DSparkConfig:
             out.pop("markov_head_type")
         if not self.enable_confidence_head and "confidence_head_with_markov" not in present:
             out.pop("confidence_head_with_markov")
+        for key in ("head_dim", "architectures"):
+            if key not in present:
+                out.pop(key)
         out.update(_write_rope(self))
         return out
 
