@@ -58,6 +58,7 @@ CASES = [(1, 4, "greedy"), (3, 7, "token"), (4, 16, "block"), (2, 1, "token"),
          (3, 4, "block"), (2, 7, "greedy")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("drafter_kind", DRAFTERS)
 @pytest.mark.parametrize("batch,gamma,verify", CASES)
 def test_hf_greedy_equals_generate(hf_target, drafter_kind, verify, batch, gamma):

@@ -21,7 +21,7 @@ from torch import Tensor
 from ..drafters.base import ContextUpdate, Drafter
 from ..ops import rejection_sample, verify_greedy
 from ..sampling import sample_target
-from ..targets.base import Target
+from ..targets.base import Target, check_feature_layers
 from .inputs import (check_offsets, per_row_seed, per_row_temperature,
                      prompts_to_right_padded, token_set)
 from .policies import FixedLength
@@ -86,8 +86,13 @@ class SpeculativeDecoder:
         if dv is not None and int(dv) != t.vocab_size:
             raise ValueError(f"drafter vocab_size {dv} != target vocab_size {t.vocab_size}")
         ids = getattr(d, "target_layer_ids", None)
-        dh = getattr(d, "target_hidden_size", None)
-        if ids is not None and dh is not None and int(dh) != t.hidden_size:
+        if ids is None:
+            return
+        check_feature_layers(ids, t.num_layers)
+        # DSpark's fc projects len(ids) target hidden states of the drafter's own width.
+        dh = getattr(d, "target_hidden_size", None) or getattr(
+            getattr(d, "config", None), "hidden_size", None)
+        if dh is not None and int(dh) != t.hidden_size:
             raise ValueError(f"drafter expects target features of hidden size {dh}, the target "
                              f"has hidden_size {t.hidden_size}")
 
