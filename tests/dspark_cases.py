@@ -7,10 +7,13 @@ import torch
 
 from dspark_ext.drafters.base import ContextUpdate
 from dspark_ext.drafters.dspark import DSparkConfig, DSparkDrafter
+from dspark_ext.reference_drafter import reference_draft
 
 VOCAB, HIDDEN, BLOCK = 96, 32, 4
 TARGET_LAYERS = [-1, 1]  # of a 4-layer target: the embedding output and layer 1
 FEATURES = len(TARGET_LAYERS) * HIDDEN
+ATOL = 2e-4
+MARGIN = 1e-3  # tokens are compared where the two best sampling keys are this far apart
 
 # name -> (markov_rank, markov_head_type, enable_confidence_head, confidence_head_with_markov)
 VARIANTS: Dict[str, tuple] = {
@@ -95,3 +98,35 @@ def row_args(batch: int, temperature: float = 0.0, seed0: int = 11, offset: int 
     return (torch.full((batch,), temperature, dtype=torch.float32),
             seed0 + torch.arange(batch, dtype=torch.int64),
             torch.full((batch,), offset, dtype=torch.int64))
+
+
+
+def state_of(model):
+    return dict(model.state_dict())
+
+
+def check_block(model, hist, out, anchor, num_tokens, temperature, seed, offset, atol=ATOL):
+    """Every row of DraftBlock ``out`` (CPU tensors) equals the reference recomputation of
+    that row."""
+    cfg, state = model.config, state_of(model)
+    for b in range(len(anchor)):
+        ref = reference_draft(state, cfg, hist.features[b], hist.positions[b], int(anchor[b]),
+                              len(hist.positions[b]), num_tokens, float(temperature[b]),
+                              int(seed[b]), int(offset[b]),
+                              teacher_tokens=out.draft_tokens[b] if cfg.markov_rank else None)
+        torch.testing.assert_close(out.hidden[b].double(), ref.hidden, atol=atol, rtol=atol)
+        torch.testing.assert_close(out.base_logits[b].double(), ref.base_logits, atol=atol,
+                                   rtol=atol)
+        torch.testing.assert_close(out.draft_logits[b].double(), ref.draft_logits, atol=atol,
+                                   rtol=atol)
+        if cfg.enable_confidence_head:
+            torch.testing.assert_close(out.confidence_logits[b].double(), ref.confidence_logits,
+                                       atol=atol, rtol=atol)
+        else:
+            assert out.confidence_logits is None
+        if cfg.markov_rank:
+            clear = ref.margin > MARGIN
+            assert clear.float().mean() > 0.5
+            assert torch.equal(out.draft_tokens[b][clear], ref.choice[clear])
+        elif float(temperature[b]) == 0.0:
+            assert torch.equal(out.draft_tokens[b], ref.draft_tokens)

@@ -6,41 +6,8 @@ import torch
 from dspark_ext.drafters.base import ContextUpdate, Drafter
 from dspark_ext.reference_drafter import reference_context_kv, reference_draft
 
-from dspark_cases import BLOCK, FEATURES, VARIANTS, VOCAB, History, make_model, row_args
-
-ATOL = 2e-4
-MARGIN = 1e-3  # tokens are compared where the two best sampling keys are this far apart
-
-
-def _state(model):
-    return {k: v for k, v in model.state_dict().items()}
-
-
-def check_block(model, hist, out, anchor, num_tokens, temperature, seed, offset):
-    """Every row of DraftBlock ``out`` equals the reference recomputation of that row."""
-    cfg, state = model.config, _state(model)
-    for b in range(len(anchor)):
-        ref = reference_draft(state, cfg, hist.features[b], hist.positions[b], int(anchor[b]),
-                              len(hist.positions[b]), num_tokens, float(temperature[b]),
-                              int(seed[b]), int(offset[b]),
-                              teacher_tokens=out.draft_tokens[b] if cfg.markov_rank else None)
-        torch.testing.assert_close(out.hidden[b].double(), ref.hidden, atol=ATOL, rtol=ATOL)
-        torch.testing.assert_close(out.base_logits[b].double(), ref.base_logits, atol=ATOL,
-                                   rtol=ATOL)
-        torch.testing.assert_close(out.draft_logits[b].double(), ref.draft_logits, atol=ATOL,
-                                   rtol=ATOL)
-        if cfg.enable_confidence_head:
-            torch.testing.assert_close(out.confidence_logits[b].double(), ref.confidence_logits,
-                                       atol=ATOL, rtol=ATOL)
-        else:
-            assert out.confidence_logits is None
-        if cfg.markov_rank:
-            clear = ref.margin > MARGIN
-            assert clear.float().mean() > 0.5
-            assert torch.equal(out.draft_tokens[b][clear], ref.choice[clear])
-        elif float(temperature[b]) == 0.0:
-            assert torch.equal(out.draft_tokens[b], ref.draft_tokens)
-
+from dspark_cases import (ATOL, BLOCK, FEATURES, VARIANTS, VOCAB, History, check_block,
+                          make_model, row_args, state_of)
 
 def _round_trip(variant, temperature):
     model = make_model(variant)
@@ -78,7 +45,7 @@ def test_is_a_drafter():
 
 def test_context_cache_matches_recomputation():
     model, hist = _round_trip("gated_conf", 0.0)
-    refs = [reference_context_kv(_state(model), model.config, hist.features[b],
+    refs = [reference_context_kv(state_of(model), model.config, hist.features[b],
                                  hist.positions[b]) for b in range(3)]
     assert torch.equal(model.cache.lengths, hist.lengths)
     for layer in range(model.config.num_hidden_layers):
@@ -147,7 +114,7 @@ def test_dflash_sampled_tokens_follow_the_draft_stream():
     anchor = torch.tensor([1, 2])
     t, s, o = row_args(2, 0.8)
     out = model.draft(anchor, hist.lengths, BLOCK, t, s, o)
-    state = _state(model)
+    state = state_of(model)
     for b in range(2):
         ref = reference_draft(state, model.config, hist.features[b], hist.positions[b],
                               int(anchor[b]), len(hist.positions[b]), BLOCK, 0.8, int(s[b]),
