@@ -144,11 +144,12 @@ def reference_draft(state, config, features: Tensor, positions: Tensor, anchor: 
         from .reference_markov import markov_sample
         kind = config.markov_head_type
         extra = {"gated": "markov_head.gate_proj", "rnn": "markov_head.joint_proj"}.get(kind)
+        head_w, head_b = (None, None) if extra is None else (_w(state, extra + ".weight"),
+                                                             _w(state, extra + ".bias"))
         ref = markov_sample(
             base[None], torch.tensor([anchor]), _w(state, "markov_head.markov_w1.weight"),
             _w(state, "markov_head.markov_w2.weight"), temp, seed_t, off, head=kind,
-            hidden=hidden[None], head_weight=None if extra is None else _w(state, extra + ".weight"),
-            head_bias=None if extra is None else _w(state, extra + ".bias"),
+            hidden=hidden[None], head_weight=head_w, head_bias=head_b,
             conf_weight=conf_w, conf_bias=conf_b,
             teacher_tokens=None if teacher_tokens is None else teacher_tokens[None])
         conf = None if ref.confidence_logits is None else ref.confidence_logits[0]

@@ -120,11 +120,10 @@ def decode_parity(ds, theirs, ours, diffs: Diffs, rounds: int, seed: int) -> Non
     gen = torch.Generator().manual_seed(seed)
     feat = len(LAYER_IDS) * HIDDEN
     prompts = [7, 3]
-    rows = []
-    for p in prompts:
-        rows.append(SimpleNamespace(cache=legacy_crop_cache(), start=p, pending=torch.randn(1, p, feat,
-                                    generator=gen), anchor=int(torch.randint(0, VOCAB - 1, (1,),
-                                                                             generator=gen))))
+    rows = [SimpleNamespace(cache=legacy_crop_cache(), start=p,
+                            pending=torch.randn(1, p, feat, generator=gen),
+                            anchor=int(torch.randint(0, VOCAB - 1, (1,), generator=gen)))
+            for p in prompts]
     ours.reset(2, "cpu")
     position_ids = torch.arange(4096)[None]
     for _ in range(rounds):

@@ -81,11 +81,12 @@ def _deepspec_tensors(config):
               "confidence_head.proj.weight": (1, d + r), "confidence_head.proj.bias": (1,)}
     for i in range(config["num_hidden_layers"]):
         p = f"layers.{i}."
+        a = p + "self_attn."
         shapes.update({p + "input_layernorm.weight": (d,),
                        p + "post_attention_layernorm.weight": (d,),
-                       p + "self_attn.q_proj.weight": (q, d), p + "self_attn.k_proj.weight": (kv, d),
-                       p + "self_attn.v_proj.weight": (kv, d), p + "self_attn.o_proj.weight": (d, q),
-                       p + "self_attn.q_norm.weight": (16,), p + "self_attn.k_norm.weight": (16,),
+                       a + "q_proj.weight": (q, d), a + "k_proj.weight": (kv, d),
+                       a + "v_proj.weight": (kv, d), a + "o_proj.weight": (d, q),
+                       a + "q_norm.weight": (16,), a + "k_norm.weight": (16,),
                        p + "mlp.gate_proj.weight": (64, d), p + "mlp.up_proj.weight": (64, d),
                        p + "mlp.down_proj.weight": (d, 64)})
     return {n: (0.3 * torch.randn(s, generator=gen)).to(torch.bfloat16) for n, s in shapes.items()}

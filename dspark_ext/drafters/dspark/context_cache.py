@@ -74,6 +74,7 @@ class ContextKVCache:
         n = keys.shape[3]
         if n == 0:
             return
+        keys, values = keys.to(self.keys.dtype), values.to(self.values.dtype)
         device = keys.device
         step = torch.arange(n, device=device)
         valid = step[None, :] < counts[:, None]                       # [B, n]
@@ -97,6 +98,7 @@ class ContextKVCache:
         and return the layer's keys/values over ``[0, max_length + K)`` (views, no copy)."""
         k = keys.shape[2]
         span = self.max_length + k
+        keys, values = keys.to(self.keys.dtype), values.to(self.values.dtype)
         slots = self.lengths[:, None] + torch.arange(k, device=keys.device)[None, :]
         index = slots[:, None, :, None].expand_as(keys)
         layer_k, layer_v = self.keys[layer], self.values[layer]

@@ -3,8 +3,8 @@ DeepSpec's parameter names (``markov_head.markov_w1.weight`` ...).
 
 Two ways to run them:
 
-* decoding: the weights go to the fused ``dspark_ext.markov_sample`` op (:meth:`MarkovHead.op_kwargs`),
-  which samples the block left to right;
+* decoding: the weights go to the fused ``dspark_ext.markov_sample`` op
+  (:meth:`MarkovHead.op_kwargs`), which samples the block left to right;
 * training: :meth:`MarkovHead.teacher_forced_logits` / :meth:`ConfidenceHead.forward` are plain,
   differentiable torch with the true previous tokens (the op's teacher-forced mode computes the
   same values, without gradients).

@@ -22,6 +22,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
+from ...markov import markov_sample
 from ...sampling import sample_draft
 from ..base import ContextUpdate, DraftBlock
 from .config import DSparkConfig
@@ -189,7 +190,8 @@ class DSparkDrafter(nn.Module):
             raise ValueError(f"ContextUpdate.features must be [B, n, F] with B = {batch}, got "
                              f"shape {tuple(feats.shape)}")
         n = feats.shape[1]
-        _check_vector("ContextUpdate.lengths", lengths, batch, torch.int64, self.cache.lengths.device)
+        _check_vector("ContextUpdate.lengths", lengths, batch, torch.int64,
+                      self.cache.lengths.device)
         if tuple(positions.shape) != (batch, n):
             raise ValueError(f"ContextUpdate.positions must be [B, n] = [{batch}, {n}], got "
                              f"shape {tuple(positions.shape)}")
@@ -231,7 +233,6 @@ class DSparkDrafter(nn.Module):
     def _sample(self, base: Tensor, hidden: Tensor, anchor: Tensor, temperature: Tensor,
                 seed: Tensor, offset: Tensor) -> DraftBlock:
         if self.markov_head is not None:
-            from ...markov import markov_sample
             kwargs = dict(self.markov_head.op_kwargs())
             w1, w2 = kwargs.pop("w1"), kwargs.pop("w2")
             head = self.markov_head.head_type
