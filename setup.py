@@ -111,12 +111,15 @@ def _cmdclass():
 setup(
     name="dspark_ext",
     version=VERSION,
-    description="Fast, lossless speculative-decoding kernels (DSpark): verification, "
-                "rejection sampling, block verification, Markov-head drafting",
+    description="Fast, lossless speculative decoding (DSpark) for any torch model: "
+                "verification, rejection sampling, block verification and Markov-head "
+                "drafting kernels, drafters, a batched decoder and Hugging Face integration",
     packages=find_packages(include=["dspark_ext", "dspark_ext.*"]),
     ext_modules=_extensions(),
     cmdclass=_cmdclass(),
     python_requires=">=3.10",
     install_requires=["torch>=2.6", "numpy"],
+    # Optional: Hugging Face targets, DSpark checkpoints and plots (the core ops need none).
+    extras_require={"hf": ["transformers>=5.23", "safetensors"], "plot": ["matplotlib"]},
     zip_safe=False,
 )

@@ -12,6 +12,13 @@ for mod in numpy pybind11 ninja pytest; do
   "$PY" -c "import $mod" 2>/dev/null || need+=("$mod")
 done
 command -v cmake >/dev/null 2>&1 || need+=("cmake")
+# Optional extras the decoder tests and benchmarks use (transformers targets, DSpark
+# checkpoints, plots).
+"$PY" -c "import transformers, sys; v = tuple(map(int, transformers.__version__.split('.')[:2])); \
+sys.exit(v < (5, 23))" 2>/dev/null || need+=("transformers>=5.23")
+for mod in safetensors matplotlib; do
+  "$PY" -c "import $mod" 2>/dev/null || need+=("$mod")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup_env: installing ${need[*]}"
   "$PY" -m pip install -q "${need[@]}"
