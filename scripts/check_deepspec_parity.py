@@ -2,7 +2,7 @@
 """Parity of dspark_ext's DSparkDrafter with DeepSpec's own Qwen3DSparkModel.
 
 For each head variant, builds a tiny random ``Qwen3DSparkModel`` with DeepSpec's classes
-(sdpa attention, float32), writes it with DeepSpec's (transformers') ``save_pretrained``, loads
+(sdpa attention, float32 by default), writes it with DeepSpec's (transformers') ``save_pretrained``, loads
 the directory with ``DSparkDrafter.from_pretrained`` and compares:
 
 * the decode path over several rounds: DeepSpec's ``forward_dspark_draft_block`` with a
@@ -61,7 +61,7 @@ def import_deepspec(src: str):
                            sample_anchors=sample_anchor_positions)
 
 
-def build_deepspec_model(ds, variant: str, seed: int):
+def build_deepspec_model(ds, variant: str, seed: int, dtype: torch.dtype = torch.float32):
     from transformers import Qwen3Config
     rank, head, alpha, with_markov = VARIANTS[variant]
     target = Qwen3Config(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN,
@@ -86,7 +86,7 @@ def build_deepspec_model(ds, variant: str, seed: int):
             else:
                 fan_in = 1 if ("markov_w1" in name or "embed" in name) else p.shape[-1]
                 p.copy_(torch.randn_like(p) * (1.5 / fan_in ** 0.5))
-    return model
+    return model.to(dtype)
 
 
 class Diffs:
@@ -149,7 +149,8 @@ def decode_parity(ds, theirs, ours, diffs: Diffs, rounds: int, seed: int) -> Non
             with torch.no_grad():
                 hidden = ds.draft_block(theirs, draft_input_ids=ids, position_ids=position_ids,
                                         past_key_values_draft=r.cache,
-                                        target_hidden_states=r.pending, start=r.start,
+                                        target_hidden_states=r.pending.to(theirs.dtype),
+                                        start=r.start,
                                         block_size=BLOCK)
                 base = theirs.compute_logits(hidden)
                 tokens, logits = theirs.sample_draft_tokens(
@@ -158,10 +159,16 @@ def decode_parity(ds, theirs, ours, diffs: Diffs, rounds: int, seed: int) -> Non
                 conf = theirs.predict_confidence_step(hidden, prev_token_ids=prev)
             diffs.add("decode hidden", block.hidden[b], hidden[0])
             diffs.add("decode base_logits", block.base_logits[b], base[0])
-            diffs.add("decode draft_logits", block.draft_logits[b], logits[0])
+            # Position k's corrected logits depend on the tokens before k: compare them up to
+            # the first position where the greedy tokens differ (none in float32; at a
+            # near-tie in bfloat16 the two roundings may pick different tokens).
+            differ = (block.draft_tokens[b] != tokens[0]).nonzero()
+            upto = BLOCK if differ.numel() == 0 else int(differ[0]) + 1
+            diffs.add("decode draft_logits", block.draft_logits[b, :upto], logits[0, :upto])
             if conf is not None:
-                diffs.add("decode confidence_logits", block.confidence_logits[b], conf[0])
-            diffs.token_mismatch += int((block.draft_tokens[b] != tokens[0]).sum())
+                diffs.add("decode confidence_logits", block.confidence_logits[b, :upto],
+                          conf[0, :upto])
+            diffs.token_mismatch += int(differ.numel() > 0)
             # Commit: the anchor and a random number of accepted drafts, then a new anchor.
             accepted = int(torch.randint(0, BLOCK + 1, (1,), generator=gen))
             r.pending = torch.randn(1, accepted + 1, feat, generator=gen)
@@ -182,7 +189,8 @@ def training_parity(ds, theirs, ours, diffs: Diffs, seed: int) -> str:
     try:
         torch.manual_seed(seed)
         with torch.no_grad():
-            out = theirs(input_ids=ids, target_hidden_states=feats, loss_mask=loss_mask)
+            out = theirs(input_ids=ids, target_hidden_states=feats.to(theirs.dtype),
+                         loss_mask=loss_mask)
     except Exception as exc:  # flex attention unavailable on this build
         return f"training forward skipped: DeepSpec's flex-attention forward failed ({exc!r})"
     finally:
@@ -205,17 +213,26 @@ def training_parity(ds, theirs, ours, diffs: Diffs, seed: int) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--deepspec-src", required=True, help="directory holding the deepspec package")
-    ap.add_argument("--tolerance", type=float, default=1e-4)
+    ap.add_argument("--tolerance", type=float, default=None,
+                    help="largest allowed difference (default 1e-4 for float32, 0.1 otherwise)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                    help="weights and compute dtype of both models; below float32 the two "
+                         "round differently, so only the differences are reported, and greedy "
+                         "tokens may differ at near-ties (not counted as failures)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     args = ap.parse_args()
+    dtype = getattr(torch, args.dtype)
+    exact = dtype == torch.float32
+    if args.tolerance is None:
+        args.tolerance = 1e-4 if exact else 0.1
     ds = import_deepspec(args.deepspec_src)
     from dspark_ext.drafters.dspark import DSparkDrafter
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     worst, failed = 0.0, False
     for variant in args.variants:
-        theirs = build_deepspec_model(ds, variant, args.seed)
+        theirs = build_deepspec_model(ds, variant, args.seed, dtype)
         diffs = Diffs()
         with tempfile.TemporaryDirectory() as tmp:
             theirs.save_pretrained(tmp)
@@ -236,8 +253,8 @@ def main() -> int:
         for name, d in diffs.max.items():
             print(f"  max |ours - DeepSpec| {name:34s} {d:.3e}")
             worst = max(worst, d)
-        print(f"  greedy token / label mismatches: {diffs.token_mismatch}")
-        failed |= diffs.token_mismatch > 0 or any(d > args.tolerance for d in diffs.max.values())
+        print(f"  blocks whose greedy tokens differ / label mismatches: {diffs.token_mismatch}")
+        failed |= (exact and diffs.token_mismatch > 0) or any(d > args.tolerance for d in diffs.max.values())
     print(f"worst difference {worst:.3e} (tolerance {args.tolerance:g}): "
           f"{'FAIL' if failed else 'OK'}")
     return 1 if failed else 0
