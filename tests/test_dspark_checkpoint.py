@@ -113,6 +113,28 @@ def test_deepspec_layout_written_by_hand_loads_and_drafts(tmp_path):
     assert ((out.draft_tokens >= 0) & (out.draft_tokens < VOCAB)).all()
 
 
+def test_sharded_checkpoint_and_tied_head_load(tmp_path):
+    config, tensors = _deepspec_config(), _deepspec_tensors(_deepspec_config())
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2],
+              "model-00002-of-00002.safetensors": names[1::2]}
+    for shard, part in shards.items():
+        st.save_file({n: tensors[n] for n in part}, str(tmp_path / shard))
+    with open(tmp_path / "model.safetensors.index.json", "w") as f:
+        json.dump({"weight_map": {n: s for s, part in shards.items() for n in part}}, f)
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(config, f)
+    model = DSparkDrafter.from_pretrained(tmp_path)
+    for n, t in tensors.items():
+        assert torch.equal(model.state_dict()[n], t), n
+    tied = tmp_path / "tied"
+    config["tie_word_embeddings"] = True
+    del tensors["lm_head.weight"]
+    _write(tied, config, tensors)
+    model = DSparkDrafter.from_pretrained(tied)
+    assert torch.equal(model.lm_head.weight, tensors["embed_tokens.weight"])
+
+
 def test_legacy_rope_spelling_round_trips():
     config = _deepspec_config()
     del config["rope_parameters"]

@@ -9,8 +9,8 @@ from dspark_ext.reference_drafter import reference_context_kv, reference_draft
 from dspark_cases import (ATOL, BLOCK, FEATURES, VARIANTS, VOCAB, History, check_block,
                           make_model, row_args, state_of)
 
-def _round_trip(variant, temperature):
-    model = make_model(variant)
+def _round_trip(variant, temperature, **overrides):
+    model = make_model(variant, **overrides)
     hist = History(3)
     model.reset(3, "cpu")
     gen = torch.Generator().manual_seed(5)
@@ -34,6 +34,10 @@ def test_draft_matches_reference_greedy(variant):
 @pytest.mark.parametrize("variant", ["vanilla_conf_markov", "rnn_conf_markov"])
 def test_draft_matches_reference_sampled(variant):
     _round_trip(variant, 0.9)
+
+
+def test_linear_rope_and_attention_bias_match_reference():
+    _round_trip("gated_conf", 0.0, rope_type="linear", rope_factor=2.0, attention_bias=True)
 
 
 def test_is_a_drafter():
