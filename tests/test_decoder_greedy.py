@@ -149,3 +149,27 @@ def test_streaming_callback(hf_target):
     out = SpeculativeDecoder(hf_target, NgramDrafter(), gamma=4).generate(
         ids, mask, max_new_tokens=NEW, stream=on_tokens)
     assert got[0] == out.new_tokens[0] and got[1] == out.new_tokens[1]
+
+
+def test_low_precision_targets_follow_their_greedy_argmax():
+    """bf16 / fp16 HF targets: every emitted token is the target's arg-max given the emitted
+    prefix (checked by one full forward over the final sequences), up to a near-tie margin
+    (a block forward and a one-token forward round differently in low precision)."""
+    for dtype in (torch.bfloat16, torch.float16):
+        model = tiny_hf("qwen3", vocab=VOCAB, layers=2, seed=4, dtype=dtype)
+        model.generation_config.eos_token_id = None
+        ids, mask = prompts(3, seed=8)
+        for drafter in (NgramDrafter(), ModelDrafter(model)):
+            out = SpeculativeDecoder(model, drafter, gamma=4, verify="token").generate(
+                ids, mask, max_new_tokens=16)
+            seq = out.sequences
+            full_mask = torch.cat([mask, torch.ones((3, seq.shape[1] - ids.shape[1]),
+                                                    dtype=mask.dtype)], 1)
+            with torch.no_grad():
+                logits = model(seq, attention_mask=full_mask).logits.float()
+            n = ids.shape[1]
+            pred = logits[:, n - 1:-1]
+            chosen = pred.gather(-1, seq[:, n:, None])[..., 0]
+            gap = pred.max(-1).values - chosen
+            assert (gap <= 0.02 * pred.abs().max()).all(), (dtype, gap.max())
+            assert float(gap.mean()) < 1e-3 * float(pred.abs().max())  # ties are rare

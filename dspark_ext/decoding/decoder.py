@@ -212,11 +212,14 @@ class SpeculativeDecoder:
                 block = drafter.draft(anchor, pos, k, temp, seeds, offset)
             with phase("bookkeeping"):
                 cap = torch.clamp(remaining - 1, max=k)
+                # A draft of -1 (a position whose drafter logits were all masked) and what
+                # follows it are never verified.
+                cap = torch.minimum(cap, (block.draft_tokens >= 0).long().cumprod(1).sum(1))
                 if block.num_valid is not None:
                     cap = torch.minimum(cap, block.num_valid.to(cap))
                 ver = policy(block, cap).to(torch.int64)
                 width = int(ver.max()) + 1                         # host sync 1
-                drafts = block.draft_tokens[:, : width - 1]
+                drafts = block.draft_tokens[:, : width - 1].clamp(min=0)
                 block_in = torch.cat([anchor[:, None], drafts], dim=1)
             with phase("target_forward"):
                 step = target.forward(block_in, ver + 1)
