@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ...markov import markov_sample
+from ...decoding.profile import phase
 from ...sampling import sample_draft
 from ..base import ContextUpdate, DraftBlock
 from .config import DSparkConfig
@@ -239,8 +240,9 @@ class DSparkDrafter(nn.Module):
             if self.confidence_head is not None:
                 kwargs.update(self.confidence_head.op_kwargs())
             needs_hidden = head != "vanilla" or self.confidence_head is not None
-            out = markov_sample(base, anchor, w1, w2, temperature, seed, offset,
-                                hidden=hidden if needs_hidden else None, **kwargs)
+            with phase("markov"):  # reported apart from the backbone in profiles
+                out = markov_sample(base, anchor, w1, w2, temperature, seed, offset,
+                                    hidden=hidden if needs_hidden else None, **kwargs)
             return DraftBlock(draft_tokens=out.draft_tokens, draft_logits=out.draft_logits,
                               base_logits=base, confidence_logits=out.confidence_logits,
                               hidden=hidden)
