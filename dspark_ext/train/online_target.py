@@ -1,0 +1,115 @@
+"""The frozen target inside the training loop: nothing about it is ever written to disk.
+
+One no-grad forward of the Hugging Face causal LM over the training sequences yields
+
+* ``features`` [B, S, F]: the hidden states of the drafter's ``target_layer_ids``, read by
+  forward hooks after decoder layer L (-1 = the embedding output; SPEC §7), concatenated;
+* ``last_hidden`` [B, S, d]: the final normed hidden state, the LM head's input.
+
+The LM head is applied only where the losses need the target's distribution
+(:meth:`OnlineTarget.logits_at`, the N*K supervised slots), never to all S positions: with a
+150k vocabulary that is what keeps the online target's memory at O(S * d) (the paper's
+"hidden state communication" trick, done locally).
+
+Sequences are right-padded; causal attention means padding after a row's end never changes
+its positions, so no attention mask is needed unless the caller passes one.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..targets.base import check_feature_layers
+from ..targets.hf import _decoder_layers
+
+__all__ = ["OnlineTarget", "TargetBatch", "cache_bytes"]
+
+
+class TargetBatch(NamedTuple):
+    features: Tensor      # [B, S, len(layers) * d]
+    last_hidden: Tensor   # [B, S, d] (normed; input of the LM head)
+
+
+class OnlineTarget:
+    """Wraps a transformers ``*ForCausalLM``; freezes it (eval mode, no gradients)."""
+
+    def __init__(self, model, feature_layers: Sequence[int]):
+        self.model = model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self._layers_mod = _decoder_layers(model)
+        self.num_layers = len(self._layers_mod)
+        self.layers = check_feature_layers(feature_layers, self.num_layers)
+        if not self.layers:
+            raise ValueError("feature_layers must name at least one target layer")
+        self.base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        self.lm_head = model.get_output_embeddings()
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
+            else model.config
+        self.config = cfg
+        self.softcap = getattr(cfg, "final_logit_softcapping", None)
+        self._captured: dict = {}
+        self._hooks = [self._module(i).register_forward_hook(self._hook(i))
+                       for i in self.layers]
+
+    def _module(self, layer: int):
+        return self.model.get_input_embeddings() if layer == -1 else self._layers_mod[layer]
+
+    def _hook(self, layer: int):
+        def capture(module, args, output):
+            self._captured[layer] = output[0] if isinstance(output, (tuple, list)) else output
+        return capture
+
+    def close(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def embed_weight(self) -> Tensor:
+        return self.model.get_input_embeddings().weight
+
+    @property
+    def lm_head_weight(self) -> Tensor:
+        return self.lm_head.weight
+
+    @torch.no_grad()
+    def __call__(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> TargetBatch:
+        self._captured.clear()
+        out = self.base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        last = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        feats = torch.cat([self._captured[i] for i in self.layers], dim=-1)
+        self._captured.clear()
+        return TargetBatch(feats, last)
+
+    @torch.no_grad()
+    def logits_at(self, last_hidden: Tensor, positions: Tensor) -> Tensor:
+        """The target's logits at ``positions`` int64 [B, ...] (indices into S): [B, ..., V]."""
+        b, s, d = last_hidden.shape
+        flat = positions.reshape(b, -1).clamp(0, s - 1)
+        h = last_hidden.gather(1, flat[:, :, None].expand(-1, -1, d))
+        logits = self.lm_head(h)
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits.view(*positions.shape, -1)
+
+    @torch.no_grad()
+    def full_logits(self, input_ids: Tensor) -> Tensor:
+        """Logits at every position (tests; small models only)."""
+        out = self(input_ids)
+        pos = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        return self.logits_at(out.last_hidden, pos)
+
+
+def cache_bytes(num_tokens: int, num_feature_layers: int, hidden_size: int,
+                bytes_per_value: int = 2) -> int:
+    """Disk an offline hidden-state cache (DeepSpec's ``prepare_target_cache``: the feature
+    layers and the last hidden state of every token, bf16) would need for ``num_tokens``
+    tokens: what running the target online saves."""
+    return int(num_tokens) * (num_feature_layers + 1) * int(hidden_size) * bytes_per_value
