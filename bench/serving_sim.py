@@ -2,6 +2,7 @@
 """Serving simulation of confidence-scheduled verification (issue 4; the paper's Figure 7).
 
     python bench/serving_sim.py [--smoke] [--out DIR] [--steps N] [--rounds FILE] [--jagged]
+                                [--sps FILE]
 
 At each concurrency R, R requests decode together for ``--steps`` steps. Every step each
 request brings one draft round -- its calibrated per-position confidences c[K] and the number
@@ -29,6 +30,8 @@ SPS curve: ``step_time(B) = 12 ms + 50 us * max(0, B - 64)``: flat while the tar
 memory-bound, then every verified token costs compute, so verification becomes expensive at
 high batch. ``--jagged`` adds a 6% cliff every 128 tokens (the non-unimodal case where the
 causal scheduler's early stop can get trapped and the asynchronous global search cannot).
+``--sps FILE`` uses an SPSProfile measured on the target instead (``python -m dspark_ext.eval``
+writes ``rounds.npz`` and ``sps.json`` side by side).
 """
 from __future__ import annotations
 
@@ -123,8 +126,9 @@ def choose(policy: str, conf: torch.Tensor, sps: torch.Tensor, async_sched) -> t
 
 
 def simulate(rows: int, steps: int, rounds, sps: torch.Tensor, seed: int,
-             jagged: bool) -> Dict[str, Dict]:
-    """Every policy sees the same rounds (same requests, same steps)."""
+             jagged: bool, timer=None) -> Dict[str, Dict]:
+    """Every policy sees the same rounds (same requests, same steps). ``timer(B)``: the step
+    time in seconds (default: the modelled ``step_time``)."""
     alpha = rounds.alphas(rows)
     trace = [rounds.draw(alpha) for _ in range(steps)]
     out = {}
@@ -140,7 +144,7 @@ def simulate(rows: int, steps: int, rounds, sps: torch.Tensor, seed: int,
             b = int(rows + lengths.sum())
             tokens += float(emitted.sum())
             expected += float(rows + (a * mask).sum())
-            time_s += step_time(b, jagged)
+            time_s += timer(b) if timer is not None else step_time(b, jagged)
             batch_tokens += b
         out[policy] = {
             "throughput": tokens / time_s,
@@ -220,7 +224,11 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     ap.add_argument("--rounds", default=None, help="recorded rounds (.pt / .npz)")
     ap.add_argument("--jagged", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    # --sps: an SPSProfile measured on the target (python -m dspark_ext.eval writes sps.json
+    # next to rounds.npz); it replaces the modelled step_time curve.
+    ap.add_argument("--sps", default=None, help="measured SPSProfile JSON (SPSProfile.save)")
     args = ap.parse_args(argv)
+    measured = sch.SPSProfile.load(args.sps) if args.sps else None
     rs = [1, 8, 64, 256] if args.smoke else [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
     steps = args.steps or (8 if args.smoke else 100)
     rounds = (ReplayRounds(args.rounds, args.seed) if args.rounds
@@ -228,9 +236,11 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     results = []
     for rows in rs:
         largest = rows * (rounds.k + 1)
-        prof = sch.SPSProfile.from_step_time(lambda b: step_time(b, args.jagged), largest)
+        prof = measured or sch.SPSProfile.from_step_time(lambda b: step_time(b, args.jagged),
+                                                         largest)
         sps = prof.table(largest)
-        res = simulate(rows, steps, rounds, sps, args.seed, args.jagged)
+        res = simulate(rows, steps, rounds, sps, args.seed, args.jagged,
+                       timer=measured.step_time if measured else None)
         best_fixed = max(res[f"fixed_{g}"]["expected_throughput"] for g in FIXED)
         results.append({
             "R": rows, "policies": res,
@@ -255,6 +265,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     os.makedirs(args.out, exist_ok=True)
     summary = {"mode": "smoke" if args.smoke else "full", "steps": steps, "k": rounds.k,
                "jagged": args.jagged, "rounds": args.rounds or "synthetic",
+               "sps": args.sps or "modelled",
                "policies": POLICIES, "results": results}
     with open(os.path.join(args.out, "serving_sim.json"), "w") as f:
         json.dump(summary, f, indent=1)
