@@ -8,7 +8,7 @@
 * :mod:`.optim` -- AdamW, warm-up + cosine;
 * :mod:`.trainer` -- the loop (accumulation, clipping, bf16 autocast, logging);
 * :mod:`.checkpoint` -- DeepSpec-format drafter + optimizer/scheduler/RNG/data position;
-* :mod:`.distributed` -- torchrun: DDP (gloo on CPU, NCCL on GPU), FSDP2 on CUDA.
+* :mod:`.distributed` -- torchrun: DDP or FSDP2 (gloo on CPU, NCCL on GPU).
 
 Command line: ``python -m dspark_ext.train --help``.
 """

@@ -1,6 +1,6 @@
 """``python -m dspark_ext.train``: train a DSpark (or DFlash) drafter against a Hugging Face
-target, alone or under ``torchrun --nproc_per_node N`` (DDP; FSDP with --strategy fsdp on
-CUDA). Resumes automatically from ``<out>/latest`` unless --no-resume.
+target, alone or under ``torchrun --nproc_per_node N`` (DDP; FSDP2 with --strategy fsdp).
+Resumes automatically from ``<out>/latest`` unless --no-resume.
 
     python -m dspark_ext.train --target Qwen/Qwen3-4B --data train.jsonl --out runs/dspark \\
         --block-size 7 --draft-layers 5 --steps 20000 --micro-batch 1 --grad-accum 64

@@ -5,8 +5,11 @@
 * strategy "ddp": :class:`torch.nn.parallel.DistributedDataParallel` around :class:`DraftStep`
   (DDP hooks the module's ``forward``; the drafter's training forward is its
   ``teacher_forced`` method, so this thin module makes it DDP's forward);
-* strategy "fsdp": FSDP2 (``fully_shard`` per draft layer, then the root), on CUDA; checkpoints
-  then gather full weights (:func:`full_state_dict`).
+* strategy "fsdp": FSDP2 ``fully_shard`` on :class:`DraftStep` as one unit (NCCL or gloo):
+  parameters, gradients and optimizer state are sharded across ranks and gathered for the
+  step. Per-layer units do not work here: the training forward calls each draft layer's
+  ``context_key_values`` method besides its ``forward``, and FSDP only gathers a unit's
+  weights in its forward hook. Checkpoints gather the full weights (:func:`full_state_dict`).
 
 Every rank reads its own slice of the global batch; losses are normalised by the all-reduced
 weight sum and multiplied by the world size (DDP averages gradients), so N processes compute
@@ -90,12 +93,8 @@ def wrap_model(drafter: nn.Module, info: DistInfo, strategy: str = "ddp",
     if not info.distributed or strategy == "none":
         return step
     if strategy == "fsdp":
-        if info.device.type != "cuda":
-            raise ValueError("strategy 'fsdp' needs CUDA devices; use 'ddp' on CPU")
         from torch.distributed.fsdp import fully_shard
-        for layer in drafter.layers:
-            fully_shard(layer)
-        fully_shard(step)
+        fully_shard(step)  # one unit: see the module docstring
         return step
     ids = [info.device.index] if info.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(step, device_ids=ids,

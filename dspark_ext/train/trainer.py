@@ -186,7 +186,8 @@ class Trainer:
         t2 = time.perf_counter()
         grad_norm = None
         if cfg.max_grad_norm:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self._trainable, cfg.max_grad_norm))
+            norm = torch.nn.utils.clip_grad_norm_(self._trainable, cfg.max_grad_norm)
+            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
