@@ -90,6 +90,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     r.add_argument("--no-resume", action="store_true")
     r.add_argument("--strategy", default="ddp", choices=["ddp", "fsdp", "none"])
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--cache", default=None,
+                   help="optional on-disk bf16 hidden-state cache directory: built (size "
+                        "printed first) when absent, then read instead of running the target")
     return ap.parse_args(argv)
 
 
@@ -162,6 +165,17 @@ def _examples(args, tokenizer, target_model, info) -> List[Example]:
     return load_examples([path], None, args.max_length, "tokens")
 
 
+def _cached(directory: str, target: OnlineTarget, examples, info):
+    from .cache import CachedTarget, HiddenStateCache, build_cache
+    if info.is_main and not HiddenStateCache.exists(directory):
+        build_cache(directory, target, examples)
+    if info.distributed:
+        torch.distributed.barrier()
+    cache = HiddenStateCache(directory)
+    cache.check(examples)
+    return CachedTarget.from_online(cache, target)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     info = init_distributed(args.device)
@@ -174,6 +188,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     examples = _examples(args, tokenizer, target_model, info)
     drafter = build_drafter(args, target_model, tokenizer).to(info.device)
     target = OnlineTarget(target_model, drafter.target_layer_ids)
+    if args.cache:
+        target = _cached(args.cache, target, examples, info)
     cfg = TrainConfig(out_dir=args.out, steps=args.steps, epochs=args.epochs,
                       micro_batch=args.micro_batch, grad_accum=args.grad_accum, lr=args.lr,
                       warmup_ratio=args.warmup_ratio, min_lr_ratio=args.min_lr_ratio,

@@ -24,7 +24,7 @@ from torch import Tensor
 from ..targets.base import check_feature_layers
 from ..targets.hf import _decoder_layers
 
-__all__ = ["OnlineTarget", "TargetBatch", "cache_bytes"]
+__all__ = ["OnlineTarget", "TargetBatch", "cache_bytes", "lm_head_at"]
 
 
 class TargetBatch(NamedTuple):
@@ -80,7 +80,10 @@ class OnlineTarget:
         return self.lm_head.weight
 
     @torch.no_grad()
-    def __call__(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None) -> TargetBatch:
+    def __call__(self, input_ids: Tensor, attention_mask: Optional[Tensor] = None,
+                 indices=None) -> TargetBatch:
+        """``indices`` (the examples' positions in the data set) are for cached targets;
+        the online target computes everything from the tokens."""
         self._captured.clear()
         out = self.base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         last = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
@@ -88,16 +91,9 @@ class OnlineTarget:
         self._captured.clear()
         return TargetBatch(feats, last)
 
-    @torch.no_grad()
     def logits_at(self, last_hidden: Tensor, positions: Tensor) -> Tensor:
         """The target's logits at ``positions`` int64 [B, ...] (indices into S): [B, ..., V]."""
-        b, s, d = last_hidden.shape
-        flat = positions.reshape(b, -1).clamp(0, s - 1)
-        h = last_hidden.gather(1, flat[:, :, None].expand(-1, -1, d))
-        logits = self.lm_head(h)
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits.view(*positions.shape, -1)
+        return lm_head_at(self.lm_head, last_hidden, positions, self.softcap)
 
     @torch.no_grad()
     def full_logits(self, input_ids: Tensor) -> Tensor:
@@ -105,6 +101,20 @@ class OnlineTarget:
         out = self(input_ids)
         pos = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
         return self.logits_at(out.last_hidden, pos)
+
+
+@torch.no_grad()
+def lm_head_at(lm_head, last_hidden: Tensor, positions: Tensor,
+               softcap: Optional[float] = None) -> Tensor:
+    """``lm_head`` applied to ``last_hidden`` [B, S, d] at ``positions`` int64 [B, ...]
+    (clamped into [0, S)): [B, ..., V]; Gemma-style final soft-capping when ``softcap``."""
+    b, s, d = last_hidden.shape
+    flat = positions.reshape(b, -1).clamp(0, s - 1)
+    h = last_hidden.gather(1, flat[:, :, None].expand(-1, -1, d))
+    logits = lm_head(h)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits.view(*positions.shape, -1)
 
 
 def cache_bytes(num_tokens: int, num_feature_layers: int, hidden_size: int,

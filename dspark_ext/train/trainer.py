@@ -124,7 +124,8 @@ class Trainer:
     # ------------------------------------------------------------------ data
     def _micro_batches(self, step: int):
         """This rank's micro-batches of global step ``step``: (input_ids, loss_mask, anchors,
-        block_keep) on the device, and the batch's label masks (for the denominator)."""
+        block_keep) on the device, the token count, the example indices (for a cached
+        target) and the label masks (for the denominator)."""
         slots = self.order.slots(step)
         per_rank = self.cfg.micro_batch * self.cfg.grad_accum
         mine = slots[self.info.rank * per_rank:(self.info.rank + 1) * per_rank]
@@ -138,7 +139,7 @@ class Trainer:
             _, label_mask, _ = block_targets(ids, anchors, keep, self.block, mask)
             ntok = sum(len(self.examples[i].input_ids) for _, i in part)
             out.append((ids.to(dev), mask.to(dev), anchors.to(dev), keep.to(dev), ntok,
-                        label_mask))
+                        [i for _, i in part], label_mask))
         return out
 
     # ------------------------------------------------------------------ one step
@@ -155,11 +156,11 @@ class Trainer:
         den = all_reduce_sum(torch.as_tensor(local_den, dtype=torch.float32).to(info.device))
         sums = torch.zeros(8, dtype=torch.float64, device=info.device)
         times = {"target": 0.0, "drafter": 0.0, "optimizer": 0.0}
-        for m, (ids, mask, anchors, keep, ntok, _) in enumerate(batches):
+        for m, (ids, mask, anchors, keep, ntok, idx, _) in enumerate(batches):
             last = m == len(batches) - 1
             t0 = time.perf_counter()
             with self.autocast():
-                tgt = self.target(ids)
+                tgt = self.target(ids, indices=idx)
                 t_logits = None
                 if self.use_target_logits:
                     pos = anchors[:, :, None] + torch.arange(self.block, device=ids.device)
@@ -247,10 +248,11 @@ class Trainer:
         # A cache holds every example once, however many epochs read it.
         tokens = sum(len(e.input_ids) for e in self.examples)
         size = cache_bytes(tokens, len(self.target.layers), self.target.config.hidden_size)
-        sys.stderr.write(
-            f"training {self.total_steps} steps x {self.global_batch} sequences "
-            f"({self.info.world_size} process(es), {self.precision}); online target: a "
-            f"bf16 hidden-state cache of this run would need {size / 1e9:.3f} GB\n")
+        source = (f"online target: a bf16 hidden-state cache of this run would need "
+                  f"{size / 1e9:.3f} GB" if isinstance(self.target, OnlineTarget)
+                  else "target hidden states read from the on-disk cache")
+        sys.stderr.write(f"training {self.total_steps} steps x {self.global_batch} sequences "
+                         f"({self.info.world_size} process(es), {self.precision}); {source}\n")
 
     def _progress(self, rec: Dict) -> None:
         def f(v, spec):
