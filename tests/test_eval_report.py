@@ -84,10 +84,16 @@ def test_cli_train_then_eval(tmp_path):
                            str(tmp_path / "data.jsonl"), "--out", str(tmp_path / "run"),
                            "--block-size", "4", "--draft-layers", "1", "--markov-rank", "8",
                            "--num-anchors", "8", "--steps", "3", "--micro-batch", "2",
+                           "--regenerate", "--regen-max-new-tokens", "12",
                            "--device", "cpu", "--no-progress"]) == 0
+        regen = [json.loads(x) for x in open(tmp_path / "run" / "regenerated.jsonl")]
+        assert len(regen) == 8 and all(sum(r["loss_mask"]) == 12 for r in regen)
         ckpt = tmp_path / "run" / "step_0000003"
         assert eval_main(["--target", str(tmp_path / "target"), "--drafter", str(ckpt),
                           "--prompts", str(tmp_path / "prompts.jsonl"), "--max-new-tokens", "8",
                           "--batch-size", "3", "--sweep", "0.3", "--device", "cpu",
+                          "--policy", "scheduled", "--temperature", "0.7",
                           "--out", str(tmp_path / "eval")]) == 0
-    _check_files(str(tmp_path / "eval"), 4, (0.3,))
+    files = _check_files(str(tmp_path / "eval"), 4, (0.3,))
+    res = json.load(open(files["json"]))
+    assert res["policy_run"]["policy"] == "scheduled" and res["config"]["temperature"] == 0.7

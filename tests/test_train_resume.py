@@ -2,11 +2,14 @@
 interrupted and resumed ends with exactly the parameters of the uninterrupted run."""
 import json
 import os
+import shutil
 
 import torch
 
 from dspark_ext.drafters.dspark import DSparkDrafter
+from dspark_ext.drafters.dspark.checkpoint import read_safetensors
 from dspark_ext.train import OnlineTarget, TrainConfig, Trainer, latest_checkpoint
+from dspark_ext.train.__main__ import main
 
 import train_cases as tc
 
@@ -55,3 +58,26 @@ def test_checkpoint_is_a_deepspec_drafter(tmp_path):
     loaded = DSparkDrafter.from_pretrained(path)
     for (name, p), q in zip(trainer.drafter.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_cli_rerun_resumes_an_interrupted_run(tmp_path):
+    """The command line resumes from <out>/latest: a run cut after its step-2 checkpoint and
+    rerun ends with the step-4 weights of the run that was never cut."""
+    with tc.one_thread():
+        tc.trained_target().save_pretrained(tmp_path / "target")
+        with open(tmp_path / "data.jsonl", "w") as f:
+            for ex in tc.examples(8, 24):
+                f.write(json.dumps({"input_ids": ex.input_ids, "loss_mask": ex.loss_mask})
+                        + "\n")
+        args = ["--target", str(tmp_path / "target"), "--data", str(tmp_path / "data.jsonl"),
+                "--out", str(tmp_path / "run"), "--block-size", "4", "--draft-layers", "1",
+                "--markov-rank", "8", "--num-anchors", "8", "--steps", "4", "--save-every",
+                "2", "--micro-batch", "2", "--device", "cpu", "--no-progress"]
+        assert main(args) == 0
+        full = read_safetensors(str(tmp_path / "run" / "step_0000004"))
+        shutil.rmtree(tmp_path / "run" / "step_0000004")  # "interrupted" after step 2
+        (tmp_path / "run" / "latest").write_text("step_0000002\n")
+        assert main(args) == 0
+    again = read_safetensors(str(tmp_path / "run" / "step_0000004"))
+    for name in full:
+        assert torch.equal(full[name], again[name]), name

@@ -17,6 +17,7 @@ from typing import List, Optional
 
 import torch
 
+from ..train.__main__ import load_tokenizer
 from .prompts import load_prompts
 from .report import format_table, write_report
 from .runner import SWEEP, EvalConfig, run_eval
@@ -72,14 +73,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     target = AutoModelForCausalLM.from_pretrained(args.target, dtype=dtype).to(device).eval()
-    tokenizer = None
-    try:
-        from transformers import AutoTokenizer
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or args.target)
-    except Exception:  # pre-tokenised prompts need none
-        pass
+    tokenizer = load_tokenizer(args.tokenizer, args.target, args.prompts)
     prompts = load_prompts(args.prompts, tokenizer, args.max_prompts, args.max_prompt_tokens)
     eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
+    if eos is None:  # int, list of ints or None
+        eos = target.generation_config.eos_token_id
     drafter = load_drafter(args.drafter, target, device, dtype)
     cfg = EvalConfig(temperature=args.temperature, gamma=args.gamma, verify=args.verify,
                      policy=args.policy, threshold=args.threshold,

@@ -19,7 +19,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -46,7 +46,7 @@ class EvalConfig:
     batch_size: int = 8
     seed: int = 0
     calibration_fraction: float = 0.5
-    eos_token_id: Optional[int] = None
+    eos_token_id: Union[None, int, Sequence[int]] = None
     baseline: bool = True
     sps_points: Optional[Sequence[int]] = None  # None: powers of two up to batch*(K+1); ()
     sps_repeats: int = 5
@@ -72,7 +72,9 @@ def autoregressive(target, prompts: Sequence[List[int]], cfg: EvalConfig) -> Dic
     target = as_target(target)
     dev = target.device
     total, seconds, new_tokens = 0, 0.0, []
-    eos = cfg.eos_token_id
+    eos = None if cfg.eos_token_id is None else torch.tensor(
+        [cfg.eos_token_id] if isinstance(cfg.eos_token_id, int) else list(cfg.eos_token_id),
+        dtype=torch.int64, device=dev)
     for start, batch in _batches(prompts, cfg.batch_size):
         tokens, lengths, _ = prompts_to_right_padded(batch, None)
         tokens, lengths = tokens.to(dev), lengths.to(dev)
@@ -93,7 +95,7 @@ def autoregressive(target, prompts: Sequence[List[int]], cfg: EvalConfig) -> Dic
             emitted.append(tok)
             count += (~done).long()
             if eos is not None:
-                done |= tok == eos
+                done |= torch.isin(tok, eos)
                 if bool(done.all()):
                     break
             if i + 1 < cfg.max_new_tokens:

@@ -16,7 +16,7 @@ from typing import List, Optional
 import torch
 
 from .checkpoint import latest_checkpoint
-from .data import Example, load_examples, regenerate
+from .data import Example, load_examples, pretokenised, regenerate
 from .distributed import init_distributed, shutdown
 from .losses import LossConfig
 from .online_target import OnlineTarget
@@ -96,14 +96,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def _tokenizer(args):
+def load_tokenizer(name: Optional[str], target: str, files: List[str]):
+    """``name`` (default: the target's) -- or None when ``name`` is not given and every file
+    is pre-tokenised (transformers would otherwise build an empty default tokenizer for a
+    directory without tokenizer files, whose EOS and size are meaningless)."""
+    if name is None and pretokenised(files):
+        return None
+    from transformers import AutoTokenizer
     try:
-        from transformers import AutoTokenizer
-        return AutoTokenizer.from_pretrained(args.tokenizer or args.target)
-    except Exception as exc:  # pre-tokenised data needs none
-        if args.format == "tokens" or all(p.endswith(".jsonl") for p in args.data):
-            return None
-        raise SystemExit(f"cannot load a tokenizer for {args.tokenizer or args.target}: {exc}")
+        return AutoTokenizer.from_pretrained(name or target)
+    except Exception as exc:
+        raise SystemExit(f"cannot load a tokenizer for {name or target}: {exc}")
 
 
 def build_drafter(args, target_model, tokenizer):
@@ -184,7 +187,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if dtype is None:
         dtype = torch.bfloat16 if info.device.type == "cuda" else torch.float32
     target_model = AutoModelForCausalLM.from_pretrained(args.target, dtype=dtype).to(info.device)
-    tokenizer = _tokenizer(args)
+    tokenizer = load_tokenizer(args.tokenizer, args.target, args.data)
     examples = _examples(args, tokenizer, target_model, info)
     drafter = build_drafter(args, target_model, tokenizer).to(info.device)
     target = OnlineTarget(target_model, drafter.target_layer_ids)

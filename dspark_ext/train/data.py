@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["Example", "DataOrder", "load_examples", "text_examples", "chat_examples",
-           "token_examples", "regenerate", "collate", "prompt_of"]
+           "token_examples", "regenerate", "collate", "prompt_of", "pretokenised"]
 
 
 @dataclass
@@ -148,6 +148,11 @@ def _jsonl_kind(path: str) -> str:
     for obj in _jsonl(path):
         return "tokens" if "input_ids" in obj else "chat"
     return "chat"
+
+
+def pretokenised(paths: Sequence[str]) -> bool:
+    """Every file is JSONL whose first object carries ``input_ids`` (no tokenizer needed)."""
+    return all(p.endswith((".jsonl", ".json")) and _jsonl_kind(p) == "tokens" for p in paths)
 
 
 def load_examples(paths: Sequence[str], tokenizer=None, max_length: int = 2048,
