@@ -82,10 +82,13 @@ def loss_terms(draft_logits: Tensor, target_ids: Tensor, label_mask: Tensor,
     l1_sum, conf_sum = zero, zero
     stats = {"slots": mask.sum(), "blocks": label_mask.any(-1).float().sum()}
     if target_logits is not None:
-        p_draft = torch.softmax(logits, dim=-1)
-        p_target = torch.softmax(target_logits.float(), dim=-1)
-        l1 = (p_draft - p_target).abs().sum(-1)                     # [B, N, K]
-        l1_sum = (l1 * w).sum()
+        # Without an L1 term (DFlash) the distance only feeds c* and the live estimates: no
+        # graph for it.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and config.l1_weight != 0):
+            p_draft = torch.softmax(logits, dim=-1)
+            p_target = torch.softmax(target_logits.float(), dim=-1)
+            l1 = (p_draft - p_target).abs().sum(-1)                 # [B, N, K]
+            l1_sum = (l1 * w).sum()
         c_star = (1.0 - 0.5 * l1.detach()).clamp(0.0, 1.0)
         if confidence_logits is not None:
             bce = F.binary_cross_entropy_with_logits(confidence_logits.float(), c_star,

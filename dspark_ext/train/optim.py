@@ -27,9 +27,7 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0
         raise ValueError("the model has no trainable parameters")
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    # foreach=False: the same update order and arithmetic on every device count (the
-    # 1-vs-2-process equality and bitwise resume rely on it being deterministic).
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, foreach=False)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_lr_ratio: float = 0.0) -> float:

@@ -27,9 +27,10 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
+from torch import Tensor
 
 from ..drafters.dspark import block_targets
 from .anchors import sample_anchors
@@ -40,7 +41,17 @@ from .losses import LossConfig, combine, loss_terms, position_weights
 from .online_target import OnlineTarget, cache_bytes
 from .optim import build_optimizer, warmup_cosine
 
-__all__ = ["TrainConfig", "Trainer"]
+__all__ = ["TrainConfig", "Trainer", "MicroBatch"]
+
+
+class MicroBatch(NamedTuple):
+    input_ids: Tensor     # int64 [b, S] right-padded (device)
+    loss_mask: Tensor     # float32 [b, S] (device)
+    anchors: Tensor       # int64 [b, N] (device)
+    block_keep: Tensor    # bool [b, N] (device)
+    tokens: int           # real (unpadded) tokens
+    indices: List[int]    # the examples' indices (a cached target reads by them)
+    label_mask: Tensor    # bool [b, N, K] on the CPU: the loss denominator, before forwards
 
 
 @dataclass
@@ -67,6 +78,8 @@ class TrainConfig:
     progress: bool = True
     pad_id: int = 0
     profile: bool = False                # synchronise CUDA at phase edges (exact time split)
+    live_estimates: bool = True          # target logits for mean c* / tau even when no loss
+                                         # needs them (DFlash); False saves that LM head
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -100,7 +113,8 @@ class Trainer:
         self.num_anchors = config.num_anchors or drafter.config.num_anchors
         self.block = drafter.config.block_size
         has_conf = drafter.confidence_head is not None
-        self.use_target_logits = config.loss.needs_target_logits or has_conf
+        self.use_target_logits = (config.loss.needs_target_logits or has_conf
+                                  or config.live_estimates)
         unused = has_conf and config.loss.confidence_weight == 0
         self.model = wrap_model(drafter, self.info, config.strategy, find_unused_parameters=unused)
         self.optimizer = build_optimizer(drafter, config.lr, config.weight_decay, config.betas)
@@ -122,10 +136,8 @@ class Trainer:
                                self.scheduler, self.info, self.cfg.to_dict())
 
     # ------------------------------------------------------------------ data
-    def _micro_batches(self, step: int):
-        """This rank's micro-batches of global step ``step``: (input_ids, loss_mask, anchors,
-        block_keep) on the device, the token count, the example indices (for a cached
-        target) and the label masks (for the denominator)."""
+    def _micro_batches(self, step: int) -> List[MicroBatch]:
+        """This rank's micro-batches of global step ``step``."""
         slots = self.order.slots(step)
         per_rank = self.cfg.micro_batch * self.cfg.grad_accum
         mine = slots[self.info.rank * per_rank:(self.info.rank + 1) * per_rank]
@@ -138,8 +150,8 @@ class Trainer:
             anchors, keep = sample_anchors(mask, self.num_anchors, seeds)
             _, label_mask, _ = block_targets(ids, anchors, keep, self.block, mask)
             ntok = sum(len(self.examples[i].input_ids) for _, i in part)
-            out.append((ids.to(dev), mask.to(dev), anchors.to(dev), keep.to(dev), ntok,
-                        [i for _, i in part], label_mask))
+            out.append(MicroBatch(ids.to(dev), mask.to(dev), anchors.to(dev), keep.to(dev),
+                                  ntok, [i for _, i in part], label_mask))
         return out
 
     # ------------------------------------------------------------------ one step
@@ -152,15 +164,15 @@ class Trainer:
         t_start = time.perf_counter()
         batches = self._micro_batches(self.step)
         w = position_weights(self.block, cfg.loss.decay_gamma)
-        local_den = sum((lm.float() * w).sum() for *_, lm in batches)
+        local_den = sum((mb.label_mask.float() * w).sum() for mb in batches)
         den = all_reduce_sum(torch.as_tensor(local_den, dtype=torch.float32).to(info.device))
         sums = torch.zeros(8, dtype=torch.float64, device=info.device)
         times = {"target": 0.0, "drafter": 0.0, "optimizer": 0.0}
-        for m, (ids, mask, anchors, keep, ntok, idx, _) in enumerate(batches):
-            last = m == len(batches) - 1
+        for m, mb in enumerate(batches):
+            ids, anchors, last = mb.input_ids, mb.anchors, m == len(batches) - 1
             t0 = time.perf_counter()
             with self.autocast():
-                tgt = self.target(ids, indices=idx)
+                tgt = self.target(ids, indices=mb.indices)
                 t_logits = None
                 if self.use_target_logits:
                     pos = anchors[:, :, None] + torch.arange(self.block, device=ids.device)
@@ -171,7 +183,7 @@ class Trainer:
                 else self.model.no_sync()
             with sync:
                 with self.autocast():
-                    out = self.model(tgt.features, ids, anchors, keep, mask)
+                    out = self.model(tgt.features, ids, anchors, mb.block_keep, mb.loss_mask)
                 terms = loss_terms(out.draft_logits, out.target_ids, out.label_mask, cfg.loss,
                                    t_logits, out.confidence_logits)
                 parts = combine(terms, cfg.loss, den, scale=float(info.world_size))
@@ -183,7 +195,7 @@ class Trainer:
             sums += torch.stack([terms.ce.detach(), terms.l1.detach(),
                                  terms.confidence.detach(), st.get("c_star", zero),
                                  st["slots"], st.get("tau", zero), st["blocks"],
-                                 zero + ntok]).double()
+                                 zero + mb.tokens]).double()
         t2 = time.perf_counter()
         grad_norm = None
         if cfg.max_grad_norm:
