@@ -97,3 +97,31 @@ def test_regenerate_replaces_responses_with_the_targets_continuation():
             greedy = model.generate(torch.tensor([old.input_ids[:plen]]), max_new_tokens=5,
                                     do_sample=False, pad_token_id=0)
             assert fresh.input_ids == greedy[0].tolist()
+
+
+def _hf_tokenizer():
+    """A real transformers fast tokenizer (word level, built in memory) with a chat template."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    words = ["<eos>", "<unk>", "<|im_start|>", "<|im_end|>", "user", "assistant", "hi", "yo",
+             "\n"]
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"<\|im_start\|>|<\|im_end\|>|\n"),
+                                            behavior="isolated")
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<eos>", unk_token="<unk>")
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+                         "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}"
+                         "<|im_start|>assistant\n{% endif %}")
+    return tok
+
+
+def test_real_hf_tokenizer_chat_template(tmp_path):
+    from dspark_ext.eval import load_prompts
+    tok = _hf_tokenizer()
+    path = _write(tmp_path / "chat.jsonl", [{"prompt": "hi", "response": "yo"}])
+    (ex,) = load_examples([path], tok, max_length=100)
+    # <|im_start|> user \n hi <|im_end|> \n <|im_start|> assistant \n | yo <|im_end|> \n
+    assert ex.input_ids == [2, 4, 8, 6, 3, 8, 2, 5, 8, 7, 3, 8]
+    assert ex.loss_mask == [0] * 9 + [1] * 3
+    prompts = load_prompts([_write(tmp_path / "eval.jsonl", [{"turns": ["hi", "later"]}])], tok)
+    assert prompts == [[2, 4, 8, 6, 3, 8, 2, 5, 8]]  # first turn + the generation prompt
