@@ -18,9 +18,9 @@ import train_cases as tc
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _args(tmp_path, out, accum, micro=2):
+def _args(tmp_path, accum, micro=2):
     return ["--target", str(tmp_path / "target"), "--data", str(tmp_path / "data.jsonl"),
-            "--out", str(out), "--block-size", "4", "--draft-layers", "1",
+            "--block-size", "4", "--draft-layers", "1",
             "--target-layer-ids", "0,1", "--markov-rank", "8", "--num-anchors", "8",
             "--steps", "4", "--micro-batch", str(micro), "--grad-accum", str(accum), "--lr", "3e-3",
             "--device", "cpu", "--no-progress", "--log-every", "1"]
@@ -35,15 +35,15 @@ def test_two_processes_and_accumulation_equal_one_process_with_the_same_global_b
         for ex in tc.examples(16, 40, seed=3):
             f.write(json.dumps({"input_ids": ex.input_ids, "loss_mask": ex.loss_mask}) + "\n")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
-    for strategy in ("ddp", "fsdp"):
-        two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              "--nproc_per_node", "2", "-m", "dspark_ext.train",
-                              *_args(tmp_path, tmp_path / strategy, 1), "--strategy", strategy],
-                             env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
-        assert two.returncode == 0, two.stderr[-3000:]
+    # One launch, two trainings (DDP, then FSDP2) through the CLI's main: see the worker.
+    worker = os.path.join(ROOT, "tests", "train_dist_worker.py")
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", "2", worker, str(tmp_path), *_args(tmp_path, 1)],
+                         env=env, capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert two.returncode == 0, two.stderr[-3000:]
     with tc.one_thread():
-        assert main(_args(tmp_path, tmp_path / "one", 2)) == 0
-        assert main(_args(tmp_path, tmp_path / "big", 1, micro=4)) == 0
+        assert main(_args(tmp_path, 2) + ["--out", str(tmp_path / "one")]) == 0
+        assert main(_args(tmp_path, 1, micro=4) + ["--out", str(tmp_path / "big")]) == 0
     runs = ("one", "ddp", "fsdp", "big")
     ckpts = [latest_checkpoint(str(tmp_path / d)) for d in runs]
     assert all(c is not None and c.endswith("step_0000004") for c in ckpts)

@@ -208,7 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if info.is_main:
             sys.stderr.write(f"resumed from {latest_checkpoint(args.out)} at step {step}\n")
     trainer.train()
-    shutdown()
+    shutdown(info)
     return 0
 
 

@@ -36,6 +36,7 @@ class DistInfo:
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
     backend: Optional[str] = None
+    owns_group: bool = False   # this call started the process group (and ends it)
 
     @property
     def is_main(self) -> bool:
@@ -62,13 +63,16 @@ def init_distributed(device: Optional[str] = None) -> DistInfo:
     if world > 1 and not dist.is_initialized():
         info.backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(info.backend, rank=rank, world_size=world)
+        info.owns_group = True
     elif dist.is_initialized():
         info.backend = dist.get_backend()
     return info
 
 
-def shutdown() -> None:
-    if dist.is_initialized():
+def shutdown(info: Optional[DistInfo] = None) -> None:
+    """End the process group if ``info`` started it (a caller that started its own, e.g. to
+    run several trainings in one launch, keeps it)."""
+    if dist.is_initialized() and (info is None or info.owns_group):
         dist.destroy_process_group()
 
 
