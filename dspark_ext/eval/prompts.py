@@ -9,10 +9,9 @@ Prompts longer than ``max_prompt_tokens`` keep their last tokens.
 """
 from __future__ import annotations
 
-import json
 from typing import List, Optional, Sequence
 
-from ..train.data import chat_to_example
+from ..train.data import chat_to_example, read_jsonl
 
 __all__ = ["load_prompts"]
 
@@ -39,10 +38,7 @@ def load_prompts(paths: Sequence[str], tokenizer=None, max_prompts: Optional[int
     prompts: List[List[int]] = []
     for path in paths:
         if path.endswith((".jsonl", ".json")):
-            with open(path, "r", encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        prompts.append(_from_object(json.loads(line), tokenizer))
+            prompts.extend(_from_object(obj, tokenizer) for obj in read_jsonl(path))
         else:
             if tokenizer is None:
                 raise ValueError(f"{path}: text prompts need a tokenizer")

@@ -146,6 +146,10 @@ def _fmt(v, spec=".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
 def format_table(res: Dict) -> str:
     """The headline numbers and the per-position table, as text."""
     fixed, base = res["fixed"], res.get("baseline") or {}
@@ -161,11 +165,11 @@ def format_table(res: Dict) -> str:
                      f"verified {_fmt(r['mean_verified'], '.2f')}, tokens/s "
                      f"{_fmt(r['tokens_per_s'], '.1f')}, speed-up {_fmt(r['speedup'], '.2f')}")
     lines.append(f"{'k':>3} {'cond.acc':>9} {'accept@k':>9} {'T_k':>6} {'ECE pre':>8} "
-                 f"{'ECE post':>8} {'AUC':>6} {'Brier':>6}")
+                 f"{'ECE post':>8} {'AUC':>6} {'Brier':>6}   (ECE/AUC/Brier: held-out split)")
     for r in _position_rows(res):
         lines.append(f"{r['position']:>3} {_fmt(r['conditional_acceptance']):>9} "
                      f"{_fmt(r['prefix_survival']):>9} {_fmt(r.get('temperature'), '.2f'):>6} "
-                     f"{_fmt(r.get('ece_before')):>8} {_fmt(r.get('ece_after')):>8} "
+                     f"{_pct(r.get('ece_before')):>8} {_pct(r.get('ece_after')):>8} "
                      f"{_fmt(r.get('auc_after')):>6} {_fmt(r.get('brier_after')):>6}")
     if res.get("threshold_sweep"):
         lines.append("threshold sweep: " + ", ".join(

@@ -166,8 +166,9 @@ def run_eval(target, drafter, prompts: Sequence[List[int]], cfg: EvalConfig) -> 
     """Every number of the report (see the module docstring); the recorded rounds and the SPS
     profile are returned under "rounds" (tensors) and "sps" (an SPSProfile)."""
     target = as_target(target)
-    decoder = SpeculativeDecoder(target, drafter)
-    k = decoder._gamma(cfg.gamma)
+    # drafts per round: as the decoder chooses them (the drafter's block, else 4)
+    k = cfg.gamma or getattr(drafter, "max_draft", None) or 4
+    decoder = SpeculativeDecoder(target, drafter, gamma=k)
     verify = cfg.verify or ("greedy" if cfg.temperature == 0 else "token")
     warm = [list(prompts[0])]
     decoder.generate(warm, max_new_tokens=min(4, cfg.max_new_tokens), temperature=cfg.temperature,

@@ -28,7 +28,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["Example", "DataOrder", "load_examples", "text_examples", "chat_examples",
-           "token_examples", "regenerate", "collate", "prompt_of", "pretokenised"]
+           "token_examples", "regenerate", "collate", "prompt_of", "pretokenised",
+           "read_jsonl"]
 
 
 @dataclass
@@ -120,19 +121,20 @@ def chat_to_example(tokenizer, messages: List[dict], max_length: int) -> Example
 
 
 def chat_examples(path: str, tokenizer, max_length: int) -> List[Example]:
-    return [chat_to_example(tokenizer, _messages(obj), max_length) for obj in _jsonl(path)]
+    return [chat_to_example(tokenizer, _messages(obj), max_length) for obj in read_jsonl(path)]
 
 
 def token_examples(path: str, max_length: int) -> List[Example]:
     out = []
-    for obj in _jsonl(path):
+    for obj in read_jsonl(path):
         ids = [int(t) for t in obj["input_ids"]]
         mask = [int(t) for t in obj.get("loss_mask", [1] * len(ids))]
         out.append(Example(ids[:max_length], mask[:max_length]))
     return out
 
 
-def _jsonl(path: str) -> Iterable[dict]:
+def read_jsonl(path: str) -> Iterable[dict]:
+    """The objects of a JSONL file (blank lines skipped; errors name the line)."""
     with open(path, "r", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
@@ -145,7 +147,7 @@ def _jsonl(path: str) -> Iterable[dict]:
 
 
 def _jsonl_kind(path: str) -> str:
-    for obj in _jsonl(path):
+    for obj in read_jsonl(path):
         return "tokens" if "input_ids" in obj else "chat"
     return "chat"
 
