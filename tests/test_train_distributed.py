@@ -1,6 +1,7 @@
 """The training entry point under torchrun: 2 CPU processes (DDP, and FSDP2, over gloo) end
 with the parameters of 1 process that reads the same global batch through gradient
-accumulation; in one process, accumulation equals one large micro-batch."""
+accumulation; in one process, accumulation equals one large micro-batch; an FSDP2 run
+resumed from a sharded checkpoint ends exactly where the uninterrupted one did."""
 import json
 import os
 import subprocess
@@ -44,6 +45,10 @@ def test_two_processes_and_accumulation_equal_one_process_with_the_same_global_b
     with tc.one_thread():
         assert main(_args(tmp_path, 2) + ["--out", str(tmp_path / "one")]) == 0
         assert main(_args(tmp_path, 1, micro=4) + ["--out", str(tmp_path / "big")]) == 0
+    resumed = read_safetensors(latest_checkpoint(str(tmp_path / "fsdp")))
+    uncut = read_safetensors(str(tmp_path / "fsdp_uninterrupted"))
+    for name in uncut:
+        assert torch.equal(resumed[name], uncut[name]), name
     runs = ("one", "ddp", "fsdp", "big")
     ckpts = [latest_checkpoint(str(tmp_path / d)) for d in runs]
     assert all(c is not None and c.endswith("step_0000004") for c in ckpts)
