@@ -76,6 +76,11 @@ def test_target_as_its_own_drafter_is_always_accepted_at_t0():
         assert fixed["accepted_length"] > 3.0  # 5 but for the rounds cut by max_new_tokens
         assert res["calibration"] is None and res["rounds"] is None
         assert res["baseline"]["tokens"] == fixed["tokens"] == 6 * 12
+        sampled = run_eval(target, ModelDrafter(target), prompts,
+                           EvalConfig(temperature=1.0, gamma=4, max_new_tokens=12,
+                                      batch_size=3, sweep=(), sps_points=(), baseline=False))
+        assert sampled["config"]["verify"] == "token"
+        assert sampled["fixed"]["acceptance_rate"] == 1.0  # q = p: min(1, p/q) = 1
         base = autoregressive(target, prompts, cfg)
         spec = SpeculativeDecoder(target, ModelDrafter(target), gamma=4).generate(
             prompts, max_new_tokens=12, temperature=0.0, verify="greedy")

@@ -4,8 +4,10 @@ import json
 import math
 
 import pytest
+import torch
 
-from dspark_ext.train import OnlineTarget, TrainConfig, Trainer
+from dspark_ext.train import (Example, OnlineTarget, TrainConfig, Trainer, load_examples,
+                              sample_anchors)
 from dspark_ext.train.optim import lr_factor
 
 import train_cases as tc
@@ -38,3 +40,20 @@ def test_warmup_then_cosine():
     assert lr_factor(10, 100, 10) == pytest.approx(1.0)
     assert lr_factor(55, 100, 10) == pytest.approx(0.5)
     assert lr_factor(100, 100, 10, min_lr_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_bad_inputs_name_the_argument(tmp_path):
+    target = tc.random_target()
+    with pytest.raises(ValueError, match="final layer"):
+        OnlineTarget(target, [tc.LAYERS - 1])
+    with pytest.raises(ValueError, match="precision"):
+        Trainer(OnlineTarget(target, tc.LAYER_IDS), tc.fresh_drafter(target),
+                tc.examples(2, 8), TrainConfig(out_dir=str(tmp_path), precision="fp8"))
+    with pytest.raises(ValueError, match="num_anchors"):
+        sample_anchors(torch.ones(1, 8), 0, [0])
+    with pytest.raises(ValueError, match="same length"):
+        Example([1, 2], [1])
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"input_ids": [1, 2]}\nnot json\n')
+    with pytest.raises(ValueError, match="x.jsonl:2"):
+        load_examples([str(path)])
