@@ -23,7 +23,8 @@ from torch import Tensor
 from .base import TargetStep, check_feature_layers
 
 
-def _decoder_layers(model):
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """The decoder layers of a transformers causal LM (hooks read layer L after layer L)."""
     for get in (lambda m: m.model.layers, lambda m: m.get_decoder().layers):
         try:
             layers = get(model)
@@ -50,7 +51,7 @@ class HFTarget:
         self.config = cfg
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.hidden_size = int(cfg.hidden_size)
-        self._layer_modules = _decoder_layers(model)
+        self._layer_modules = decoder_layers(model)
         self.num_layers = len(self._layer_modules)
         self.max_positions = getattr(cfg, "max_position_embeddings", None)
         params = inspect.signature(model.forward).parameters

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..targets.base import check_feature_layers
-from ..targets.hf import _decoder_layers
+from ..targets.hf import decoder_layers
 
 __all__ = ["OnlineTarget", "TargetBatch", "cache_bytes", "lm_head_at"]
 
@@ -39,7 +39,7 @@ class OnlineTarget:
         self.model = model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        self._layers_mod = _decoder_layers(model)
+        self._layers_mod = decoder_layers(model)
         self.num_layers = len(self._layers_mod)
         self.layers = check_feature_layers(feature_layers, self.num_layers)
         if not self.layers:
