@@ -118,5 +118,8 @@ setup(
     cmdclass=_cmdclass(),
     python_requires=">=3.10",
     install_requires=["torch>=2.6", "numpy"],
+    # vLLM loads this in every process (DSPARK_VLLM_PLUGIN=0 turns it off): its v1 rejection
+    # sampler then runs on dspark's ops (dspark_ext/vllm_plugin, README "inside vLLM").
+    entry_points={"vllm.general_plugins": ["dspark_ext = dspark_ext.vllm_plugin:register"]},
     zip_safe=False,
 )
