@@ -53,19 +53,33 @@ def target_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 def draft_logits_from_probs(draft_probs: Optional[torch.Tensor], temperature: torch.Tensor,
-                            counts: torch.Tensor) -> Optional[torch.Tensor]:
+                            counts: torch.Tensor,
+                            workspace: Optional[dict] = None) -> Optional[torch.Tensor]:
     """Draft logits ``d = log(q) * T`` whose ``softmax(d / T)`` inside the op is the drafter's
     law ``q`` (per request temperature ``temperature [B]``, expanded over its ``l_r`` rows).
 
     ``log(0) = -inf`` is a masked logit, i.e. probability zero, as it should be. Rows of greedy
     requests (``T = 0``) are not read by the op; they get the factor 1 so that no NaN
-    (``-inf * 0``) is ever formed. ``None`` (one-hot drafts) stays ``None``.
+    (``-inf * 0``) is ever formed. ``None`` (one-hot drafts) stays ``None``. The logits are
+    written into ``workspace["draft"]`` (grown as needed and kept by the caller), so a serving
+    loop does not allocate, and page-fault, a fresh ``[N, V]`` tensor every step.
     """
     if draft_probs is None:
         return None
+    probs = draft_probs if draft_probs.dtype == torch.float32 else draft_probs.float()
+    out = None
+    if workspace is not None:
+        buf = workspace.get("draft")
+        if buf is None or buf.device != probs.device or buf.numel() < probs.numel():
+            buf = workspace["draft"] = torch.empty(probs.numel(), device=probs.device)
+        out = buf[: probs.numel()].view(probs.shape)
+    logits = torch.log(probs, out=out)
     scale = torch.where(temperature > 0, temperature, torch.ones_like(temperature))
-    rows = expand_to_rows(scale.to(torch.float32), counts, draft_probs.shape[0])
-    return torch.log(draft_probs.to(torch.float32)).mul_(rows.unsqueeze(-1))
+    # On the host (CPU tensors, no synchronisation) skip the pass when every factor is 1.
+    if scale.device.type != "cpu" or not bool((scale == 1).all()):
+        rows = expand_to_rows(scale.to(torch.float32), counts, probs.shape[0])
+        logits.mul_(rows.unsqueeze(-1))
+    return logits
 
 
 def vllm_output(out_tokens: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p
 import verify_sim
 from dspark_ext.vllm_plugin import fallback
 from dspark_ext.vllm_plugin.sampler import DsparkRejectionSampler
+from laws import target_law
 from stats import ALPHA, chi_square_pvalue, joint_counts, product_law
 from vllm_inputs import make_sampler, sampling_metadata, spec_metadata
 
@@ -50,36 +51,9 @@ GROUPS = [
 N_PER_GROUP = 30_000
 
 
-def softmax(z):
-    e = np.exp(z - z.max())
-    return e / e.sum()
-
-
-def target_law(logits, temperature, top_k, top_p):
-    """Exact float64 law of vLLM's sampling at one position: softmax(top_k_top_p(z / T)), by
-    definition (top-k keeps values >= the k-th largest; top-p keeps, in ascending order, the
-    tokens whose cumulative probability exceeds 1 - p, and always the largest)."""
-    if temperature == 0:
-        law = np.zeros(len(logits))
-        law[np.argmax(logits)] = 1.0
-        return law
-    z = logits / temperature
-    keep = z >= np.sort(z)[::-1][top_k - 1]
-    probs = np.where(keep, softmax(np.where(keep, z, -np.inf)), 0.0)
-    if top_p < 1.0:
-        order = np.argsort(probs, kind="stable")
-        cum = np.cumsum(probs[order])
-        assert np.min(np.abs(cum - (1 - top_p))) > 1e-3, "top-p boundary too close to call"
-        drop = cum <= 1 - top_p
-        drop[-1] = False
-        keep[order[drop]] = False
-        probs = np.where(keep, probs, 0.0)
-    return probs / probs.sum()
-
-
 def group_laws(masking=True):
     """Per group [K+1, V]; masking=False: the laws without the groups' top-k / top-p."""
-    return {name: np.stack([target_law(TARGET[k], t, tk if masking else V,
+    return {name: np.stack([target_law(TARGET[k], t, tk if masking else None,
                                        tp if masking else 1.0) for k in range(K + 1)])
             for name, t, tk, tp in GROUPS}
 

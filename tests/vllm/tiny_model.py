@@ -27,25 +27,26 @@ def save_tokenizer(path):
                             eos_token="<eos>").save_pretrained(path)
 
 
-def _config():
+def _config(vocab):
     from transformers import Qwen3Config
 
-    return Qwen3Config(vocab_size=VOCAB, hidden_size=64, intermediate_size=128,
+    return Qwen3Config(vocab_size=vocab, hidden_size=64, intermediate_size=128,
                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
                        head_dim=32, max_position_embeddings=512, rms_norm_eps=1e-6,
                        tie_word_embeddings=False, eos_token_id=EOS_ID, bos_token_id=None,
                        pad_token_id=0, torch_dtype="float32")
 
 
-def build(path, kind, seed=0):
+def build(path, kind, seed=0, vocab=VOCAB):
     """kind "random": random weights with a sharply peaked output (greedy decoding far from
     ties). kind "iid": attention and MLP outputs zero and every embedding equal, so the
     next-token law is the same constant softmax at every position, whatever the context;
-    returns its logits (float64) for the exact law."""
+    returns its logits (float64) for the exact law. ``vocab`` > VOCAB pads the model's
+    vocabulary beyond the tokenizer's (benchmarks: generate with detokenize=False)."""
     from transformers import Qwen3ForCausalLM
 
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(_config()).float()
+    model = Qwen3ForCausalLM(_config(vocab)).float()
     logits = None
     with torch.no_grad():
         if kind == "random":
@@ -57,9 +58,9 @@ def build(path, kind, seed=0):
                 layer.mlp.down_proj.weight.zero_()
             hidden = model.config.hidden_size
             e = torch.linspace(-1.0, 1.0, hidden)
-            model.model.embed_tokens.weight.copy_(e.expand(VOCAB, hidden))
+            model.model.embed_tokens.weight.copy_(e.expand(vocab, hidden))
             # Designed law: a few likely tokens, a tail of unlikely ones.
-            want = torch.full((VOCAB,), -2.5)
+            want = torch.full((vocab,), -2.5 - np.log(vocab / VOCAB))
             want[2:8] = torch.tensor([1.6, 1.2, 0.9, 0.5, 0.2, 0.0])
             normed = e / torch.sqrt((e * e).mean() + model.config.rms_norm_eps)
             model.lm_head.weight.copy_(want[:, None] * normed[None, :] / (normed @ normed))
