@@ -62,8 +62,9 @@ def test_sampled_tokens_follow_the_target_law(models, sampled_plugin, name):
     tokens = sampled_plugin["jobs"][name]
     assert_dspark_verified(sampled_plugin)
     assert len(tokens) == n
-    assert first_tokens_pvalue(tokens, probs) > ALPHA
-    assert later_tokens_pvalue(tokens, probs) > ALPHA
+    # Two p-values in one assertion: each above ALPHA / 2 (false failures below 1e-6).
+    pvalues = [first_tokens_pvalue(tokens, probs), later_tokens_pvalue(tokens, probs)]
+    assert min(pvalues) > ALPHA / 2, pvalues
 
 
 def test_seeded_requests_reproducible(sampled_plugin):
