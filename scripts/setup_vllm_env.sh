@@ -69,7 +69,8 @@ src_key=$( (git ls-files -co --exclude-standard -- csrc dspark_ext setup.py pypr
 if [ -f "$VENV/.dspark-stamp" ] && [ "$(cat "$VENV/.dspark-stamp")" = "$src_key" ]; then
   say "dspark_ext up to date in $VENV"
 else
-  say "building dspark_ext against $("$VPY" -c 'import torch; print("torch", torch.__version__)') (MAX_JOBS=${MAX_JOBS:-2})"
+  torch_version=$("$VPY" -c 'import torch; print(torch.__version__)')
+  say "building dspark_ext against torch $torch_version (MAX_JOBS=${MAX_JOBS:-2})"
   rm -rf build/vllm-wheels
   run_logged env DSPARK_FORCE_CPU=1 MAX_JOBS="${MAX_JOBS:-2}" "$VPY" setup.py build \
     --build-base build/vllm-setup bdist_wheel --skip-build --bdist-dir build/vllm-setup/bdist \

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import bench_vllm  # noqa: E402
 
 
-@pytest.mark.parametrize("mode", ["greedy", "random"])
+@pytest.mark.parametrize("mode", ["greedy", "random", "ngram"])
 def test_sampler_case_runs(mode):
     case = bench_vllm.sampler_case(4, 3, 1000, mode, torch.device("cpu"))
     assert case["dspark_ms"] > 0 and case["vllm_fixed_ms"] > 0 and case["speedup"] > 0
