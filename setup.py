@@ -121,7 +121,13 @@ setup(
     install_requires=["torch>=2.6", "numpy"],
     # Optional: Hugging Face targets, DSpark checkpoints and plots (the core ops need none).
     extras_require={"hf": ["transformers>=5.23", "safetensors"], "plot": ["matplotlib"]},
-    entry_points={"console_scripts": ["dspark-train = dspark_ext.train.__main__:main",
-                                      "dspark-eval = dspark_ext.eval.__main__:main"]},
+    entry_points={
+        "console_scripts": ["dspark-train = dspark_ext.train.__main__:main",
+                            "dspark-eval = dspark_ext.eval.__main__:main"],
+        # vLLM loads this in every process (DSPARK_VLLM_PLUGIN=0 turns it off): its v1
+        # rejection sampler then runs on dspark's ops (dspark_ext/vllm_plugin, README
+        # "inside vLLM").
+        "vllm.general_plugins": ["dspark_ext = dspark_ext.vllm_plugin:register"],
+    },
     zip_safe=False,
 )

