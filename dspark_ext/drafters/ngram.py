@@ -1,8 +1,8 @@
 """Prompt-lookup (n-gram) drafting: no model, no weights, works with any target.
 
 For each row, the last ``n`` tokens of ``context + [anchor]`` (n from ``max_ngram`` down to
-``min_ngram``) are looked up in the earlier history; the tokens that followed the most recent
-match are proposed. Drafts are one-hot (``draft_logits=None``), so verification stays
+``min_ngram``) are looked up in the earlier history; the tokens that followed the match with
+the longest continuation (up to K tokens; among those, the most recent) are proposed. Drafts are one-hot (``draft_logits=None``), so verification stays
 lossless at any temperature. A row without a match proposes nothing (``num_valid = 0``) and
 the round costs it one target token, as plain decoding would.
 """
@@ -72,11 +72,17 @@ class NgramDrafter:
             # A match needs a continuation inside the committed history (not the suffix itself).
             ok = (win == suffix[:, None, :]).all(-1) & (start + n < n_hist[:, None]) \
                 & (n_hist[:, None] > n)
-            best = torch.where(ok, start, -1).max(1).values
-            take = unmatched & (best >= 0)
+            # Prefer the match with the longest continuation (up to K tokens), then the most
+            # recent: the latest match of a repeating tail is often followed by only a
+            # token or two before the present.
+            avail_all = (n_hist[:, None] - (start + n)).clamp(min=0, max=num_tokens)
+            score = torch.where(ok, avail_all * (win.shape[1] + 1) + start, -1)
+            top = score.max(1).values
+            best = torch.where(top >= 0, top % (win.shape[1] + 1), -1)
+            take = unmatched & (top >= 0)
             if bool(take.any()):
                 src = best[:, None] + n + torch.arange(num_tokens)[None, :]
-                cont = hist.gather(1, src.clamp(max=hist.shape[1] - 1))
+                cont = hist.gather(1, src.clamp(min=0, max=hist.shape[1] - 1))
                 avail = (n_hist - (best + n)).clamp(min=0, max=num_tokens)
                 out[take] = cont[take]
                 found[take] = avail[take]
