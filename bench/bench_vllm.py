@@ -17,7 +17,7 @@ Runs inside a vLLM environment (scripts/setup_vllm_env.sh makes one). Two parts:
   is the baseline of ``speedup``. Median of repeated calls after warm-up.
 * engine: output tokens/s of ``vllm.LLM`` on a tiny Qwen3 (V = 32000, built here) with n-gram
   speculation, with and without the plugin, greedy and T = 1 (one engine per configuration,
-  tests/vllm/engine_driver.py).
+  tests/vllm_stage/engine_driver.py).
 
 Writes ``vllm_results.json`` and ``vllm_sampler.png`` (when matplotlib is installed) to
 ``--out`` (default bench/out) and prints both tables.
@@ -39,7 +39,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-TESTS_VLLM = os.path.join(ROOT, "tests", "vllm")
+TESTS_VLLM = os.path.join(ROOT, "tests", "vllm_stage")
 sys.path.insert(0, TESTS_VLLM)
 
 HEADLINE = dict(B=32, K=7, V=32000, mode="random")

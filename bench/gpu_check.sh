@@ -74,7 +74,7 @@ echo "== _C.cuda_enabled(): $ENABLED"
 row "_C.cuda_enabled()" "$ENABLED" "arch $("$PY" -c 'from dspark_ext import _C; print(_C.cuda_arch_list())' 2>/dev/null)"
 
 # 3. tests ---------------------------------------------------------------------------------
-run pytest_cuda 300 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/ --ignore=tests/vllm
+run pytest_cuda 300 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/ --ignore=tests/vllm_stage
 SUMMARY=$(grep -E "([0-9]+ (passed|failed|error|errors|skipped))" "$OUT_DIR/pytest_cuda.log" | tail -1)
 row "pytest -m cuda tests/" "$(status_of $RC)" "${SUMMARY:-no summary}, ${DUR}s"
 
@@ -291,13 +291,13 @@ else
   row "bench/bench_schedule.py" "skipped" "file not present or over budget at $(elapsed)s"
 fi
 
-# 11. vLLM plugin, where a CUDA build of vLLM is installed (tests/vllm/test_engine_cuda.py:
+# 11. vLLM plugin, where a CUDA build of vLLM is installed (tests/vllm_stage/test_engine_cuda.py:
 # V1 runner with the plugin, MRV2 without; bench/bench_vllm.py sampler part on CUDA) --------
 if "$PY" -c "import vllm, torch, sys; sys.exit(not torch.cuda.is_available())" >/dev/null 2>&1 \
    && [ "$BUILD_RC" -eq 0 ] && ! over_budget; then
-  run vllm_plugin 420 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/vllm -s
+  run vllm_plugin 420 "$PY" -m pytest -q -m cuda -p no:cacheprovider tests/vllm_stage -s
   SUMMARY=$(grep -E "([0-9]+ (passed|failed|error|errors|skipped))" "$OUT_DIR/vllm_plugin.log" | tail -1)
-  row "vLLM plugin: pytest -m cuda tests/vllm" "$(status_of $RC)" "${SUMMARY:-no summary}, ${DUR}s"
+  row "vLLM plugin: pytest -m cuda tests/vllm_stage" "$(status_of $RC)" "${SUMMARY:-no summary}, ${DUR}s"
   run bench_vllm 180 "$PY" bench/bench_vllm.py --device cuda --quick --no-engine \
     --out "$OUT_DIR/vllm"
   row "bench/bench_vllm.py --device cuda --quick" "$(status_of $RC)" "${DUR}s, $OUT_DIR/vllm"

@@ -53,7 +53,7 @@ if [ "$vllm_rc" -eq 3 ]; then
 elif [ "$vllm_rc" -ne 0 ]; then
   echo "test: vLLM environment set-up failed" >&2; exit "$vllm_rc"
 else
-  echo "test: vLLM stage (tests/vllm in build/vllm-venv)"
+  echo "test: vLLM stage (tests/vllm_stage in build/vllm-venv)"
   (cd build && run_pytest "$PWD/vllm-venv/bin/python" -m pytest -q -p no:cacheprovider \
-    "$OLDPWD/tests/vllm" --rootdir "$OLDPWD")
+    "$OLDPWD/tests/vllm_stage" --rootdir "$OLDPWD")
 fi

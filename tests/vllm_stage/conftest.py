@@ -1,7 +1,8 @@
 """The vLLM stage's tests: they run inside the vLLM environment (scripts/setup_vllm_env.sh,
-then `build/vllm-venv/bin/python -m pytest tests/vllm` from outside the source tree, as
+then `build/vllm-venv/bin/python -m pytest tests/vllm_stage` from outside the source tree, as
 scripts/test.sh does). Anywhere vllm is not importable, e.g. the main suite's torch-2.14
-environment, nothing here is collected."""
+environment, nothing here is collected. (The folder is not named ``vllm``: on sys.path, a
+``tests/vllm`` folder would pass for a namespace package ``vllm`` where vLLM is absent.)"""
 import importlib.util
 
 if importlib.util.find_spec("vllm") is None:

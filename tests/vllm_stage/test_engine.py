@@ -1,6 +1,6 @@
 """Engine level: vllm.LLM on tiny Qwen3 checkpoints built here, n-gram speculative decoding,
 with the dspark plugin and without it (each configuration one engine, in its own process:
-tests/vllm/engine_driver.py).
+tests/vllm_stage/engine_driver.py).
 
 * Greedy: with and without the plugin, speculative output equals non-speculative greedy.
 * T = 1 (and top-k, top-p) with seeded requests, on a model whose next-token law is the same
