@@ -12,6 +12,7 @@ and the batch size.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -131,7 +132,6 @@ class SpeculativeDecoder:
         """
         verify = verify or self.verify
         check_top_k_top_p(top_k, top_p)
-        self._warp = (top_k, top_p)
         if verify not in _VERIFY:
             raise ValueError(f"verify must be one of {_VERIFY}, got {verify!r}")
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
@@ -139,7 +139,7 @@ class SpeculativeDecoder:
         k = self._gamma(gamma)
         policy = length_policy or self.length_policy or FixedLength()
         policy.reset()
-        target, drafter = self.target, self.drafter
+        target = self.target
         dev = target.device
         raw = input_ids if isinstance(input_ids, Tensor) else None
         tokens, lengths, _ = prompts_to_right_padded(input_ids, attention_mask)
@@ -158,20 +158,17 @@ class SpeculativeDecoder:
         stats = GenerationStats(draft_len=k)
         new_tokens: List[List[int]] = [[] for _ in range(b)]
         if max_new_tokens > 0:
-            timer = PhaseTimer() if profile else None
-            if timer is not None:
-                with timer:
-                    self._run(tokens, lengths, temp, seeds, eos, max_new_tokens, k, verify,
-                              policy, stats, new_tokens, stream)
-                stats.timings = timer.exclusive()
-            else:
+            timer = PhaseTimer() if profile else contextlib.nullcontext()
+            with timer:
                 self._run(tokens, lengths, temp, seeds, eos, max_new_tokens, k, verify, policy,
-                          stats, new_tokens, stream)
+                          (top_k, top_p), stats, new_tokens, stream)
+            if profile:
+                stats.timings = timer.exclusive()
         return GenerationOutput(self._sequences(raw, tokens, lengths, new_tokens,
                                                 max_new_tokens, pad_token_id, eos),
                                 new_tokens, stats)
 
-    def _run(self, tokens, lengths, temp, seeds, eos, max_new, k, verify, policy, stats,
+    def _run(self, tokens, lengths, temp, seeds, eos, max_new, k, verify, policy, warp, stats,
              new_tokens, stream) -> None:
         target, drafter = self.target, self.drafter
         b, dev = tokens.shape[0], tokens.device
@@ -181,7 +178,7 @@ class SpeculativeDecoder:
             first = target.prefill(tokens, lengths)
         offset = torch.zeros(b, dtype=torch.int64, device=dev)
         with phase("verify_op"):
-            anchor = sample_target(truncate_logits(first.logits[:, -1], temp, *self._warp),
+            anchor = sample_target(truncate_logits(first.logits[:, -1], temp, *warp),
                                    temp, seeds, offset)
         positions = torch.arange(tokens.shape[1], device=dev)[None, :].expand_as(tokens)
         with phase("draft"):
@@ -224,7 +221,7 @@ class SpeculativeDecoder:
             with phase("target_forward"):
                 step = target.forward(block_in, ver + 1)
             with phase("verify_op"):
-                logits = truncate_logits(step.logits, temp, *self._warp)
+                logits = truncate_logits(step.logits, temp, *warp)
                 if verify == "greedy":
                     res = verify_greedy(logits, drafts, ver)
                 else:

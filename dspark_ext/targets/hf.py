@@ -21,19 +21,9 @@ import torch
 from torch import Tensor
 
 from .base import TargetStep, check_feature_layers
+from .hooks import LayerCapture, decoder_layers
 
-
-def decoder_layers(model) -> torch.nn.ModuleList:
-    """The decoder layers of a transformers causal LM (hooks read layer L after layer L)."""
-    for get in (lambda m: m.model.layers, lambda m: m.get_decoder().layers):
-        try:
-            layers = get(model)
-        except AttributeError:
-            continue
-        if isinstance(layers, torch.nn.ModuleList):
-            return layers
-    raise TypeError(f"{type(model).__name__}: cannot find the decoder layers (expected "
-                    "model.model.layers or model.get_decoder().layers)")
+__all__ = ["HFTarget", "decoder_layers"]
 
 
 class HFTarget:
@@ -51,14 +41,11 @@ class HFTarget:
         self.config = cfg
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.hidden_size = int(cfg.hidden_size)
-        self._layer_modules = decoder_layers(model)
-        self.num_layers = len(self._layer_modules)
+        self.num_layers = len(decoder_layers(model))
         self.max_positions = getattr(cfg, "max_position_embeddings", None)
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        self._layers: list = []
-        self._hooks: list = []
-        self._captured: dict = {}
+        self._capture = LayerCapture(model, [])
         self.cache = None
         self._valid: Optional[Tensor] = None   # bool [B, S]: slot holds a live token
         self._length: Optional[Tensor] = None  # int64 [B]: live tokens per row
@@ -71,32 +58,11 @@ class HFTarget:
     def dtype(self) -> torch.dtype:
         return self.model.get_input_embeddings().weight.dtype
 
-    # -- feature capture --------------------------------------------------------------------
-    def _set_hooks(self, layers: list) -> None:
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
-        for layer in layers:
-            module = (self.model.get_input_embeddings() if layer == -1
-                      else self._layer_modules[layer])
-            self._hooks.append(module.register_forward_hook(self._hook(layer)))
-
-    def _hook(self, layer: int):
-        def capture(module, args, output):
-            self._captured[layer] = output[0] if isinstance(output, (tuple, list)) else output
-        return capture
-
-    def _features(self) -> Optional[Tensor]:
-        if not self._layers:
-            return None
-        feats = torch.cat([self._captured[i] for i in self._layers], dim=-1)
-        self._captured.clear()
-        return feats
-
     # -- protocol ---------------------------------------------------------------------------
     def reset(self, batch_size: int, feature_layers: Optional[Sequence[int]] = None) -> None:
-        self._layers = check_feature_layers(feature_layers, self.num_layers)
-        self._set_hooks(self._layers)
+        self._capture.close()
+        self._capture = LayerCapture(self.model,
+                                     check_feature_layers(feature_layers, self.num_layers))
         try:
             self.cache = self._cache_cls(config=self.model.config)
         except TypeError:  # older signature
@@ -124,7 +90,7 @@ class HFTarget:
         live = src >= 0
         left = torch.where(live, tokens.gather(1, src.clamp(min=0)), torch.zeros_like(tokens))
         logits = self._call(left, live, src.clamp(min=0), keep_last=1)
-        feats = self._features()
+        feats = self._capture.features()
         if feats is not None:  # back to right-padded
             idx = (col + shift).clamp(max=n - 1)
             feats = feats.gather(1, idx[:, :, None].expand(-1, -1, feats.shape[-1]))
@@ -140,7 +106,7 @@ class HFTarget:
         logits = self._call(tokens, mask, positions)
         self._valid = torch.cat([self._valid, col < lengths[:, None]], dim=1)
         self._length = self._length + lengths
-        return TargetStep(logits, self._features())
+        return TargetStep(logits, self._capture.features())
 
     def lengths(self) -> Tensor:
         return self._length

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..targets.base import check_feature_layers
-from ..targets.hf import decoder_layers
+from ..targets.hooks import LayerCapture, decoder_layers
 
 __all__ = ["OnlineTarget", "TargetBatch", "cache_bytes", "lm_head_at"]
 
@@ -39,8 +39,7 @@ class OnlineTarget:
         self.model = model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        self._layers_mod = decoder_layers(model)
-        self.num_layers = len(self._layers_mod)
+        self.num_layers = len(decoder_layers(model))
         self.layers = check_feature_layers(feature_layers, self.num_layers)
         if not self.layers:
             raise ValueError("feature_layers must name at least one target layer")
@@ -50,22 +49,10 @@ class OnlineTarget:
             else model.config
         self.config = cfg
         self.softcap = getattr(cfg, "final_logit_softcapping", None)
-        self._captured: dict = {}
-        self._hooks = [self._module(i).register_forward_hook(self._hook(i))
-                       for i in self.layers]
-
-    def _module(self, layer: int):
-        return self.model.get_input_embeddings() if layer == -1 else self._layers_mod[layer]
-
-    def _hook(self, layer: int):
-        def capture(module, args, output):
-            self._captured[layer] = output[0] if isinstance(output, (tuple, list)) else output
-        return capture
+        self._capture = LayerCapture(model, self.layers)
 
     def close(self) -> None:
-        for h in self._hooks:
-            h.remove()
-        self._hooks = []
+        self._capture.close()
 
     @property
     def device(self) -> torch.device:
@@ -84,11 +71,10 @@ class OnlineTarget:
                  indices=None) -> TargetBatch:
         """``indices`` (the examples' positions in the data set) are for cached targets;
         the online target computes everything from the tokens."""
-        self._captured.clear()
+        self._capture.clear()
         out = self.base(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         last = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        feats = torch.cat([self._captured[i] for i in self.layers], dim=-1)
-        self._captured.clear()
+        feats = self._capture.features()
         return TargetBatch(feats, last)
 
     def logits_at(self, last_hidden: Tensor, positions: Tensor) -> Tensor:
