@@ -115,6 +115,9 @@ setup(
                 "verification, rejection sampling, block verification and Markov-head "
                 "drafting kernels, drafters, a batched decoder and Hugging Face integration",
     packages=find_packages(include=["dspark_ext", "dspark_ext.*"]),
+    # The bundled default models (dspark_ext.default_pair()) are installed with the package.
+    package_data={"dspark_ext.bundled": ["models/*.txt", "models/*.json", "models/*.jsonl",
+                                         "models/*/*.json", "models/*/*.safetensors"]},
     ext_modules=_extensions(),
     cmdclass=_cmdclass(),
     python_requires=">=3.10",

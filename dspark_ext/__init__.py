@@ -44,6 +44,7 @@ from .decoding import (FixedLength, GenerationOutput, Scheduled, SpeculativeDeco
                        StaticThreshold)
 from .drafters import ContextUpdate, DraftBlock, Drafter, ModelDrafter, NgramDrafter
 from .targets import KVCache, Target, TorchTarget
+from .bundled import default_pair
 
 __version__ = _C.version()
 
