@@ -12,12 +12,14 @@ TORCH_LIBRARY(dspark, m) {
   m.def(
       "verify_greedy_ragged(Tensor target_logits, Tensor draft_tokens, Tensor cu_num_draft, "
       "int max_num_draft) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Draft rows: draft_logits (q = softmax(draft_logits / T)), or draft_probs (q given, at the
+  // request's temperature already), or neither (one-hot drafts); not both.
   m.def(
       "rejection_sample(Tensor target_logits, Tensor draft_tokens, Tensor? draft_logits, "
-      "Tensor temperature, Tensor seed, Tensor offset, Tensor? num_draft, bool block) -> "
-      "(Tensor, Tensor, Tensor, Tensor)");
+      "Tensor temperature, Tensor seed, Tensor offset, Tensor? num_draft, bool block, "
+      "Tensor? draft_probs=None) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "rejection_sample_ragged(Tensor target_logits, Tensor draft_tokens, Tensor? draft_logits, "
       "Tensor cu_num_draft, int max_num_draft, Tensor temperature, Tensor seed, Tensor offset, "
-      "bool block) -> (Tensor, Tensor, Tensor, Tensor)");
+      "bool block, Tensor? draft_probs=None) -> (Tensor, Tensor, Tensor, Tensor)");
 }

@@ -45,14 +45,18 @@ at::Tensor checked_vector(const char* op, const char* name, const at::Tensor& t,
   return t.contiguous();
 }
 
-// Dtype, device and stride checks of draft logits whose shape was checked by the caller.
-at::Tensor checked_draft_logits(const char* op, const at::Tensor& d, const at::Tensor& target) {
-  TORCH_CHECK(d.scalar_type() == target.scalar_type(), op,
-              ": draft_logits must have the dtype of target_logits (", target.scalar_type(),
-              "), got ", d.scalar_type());
-  check_same_device(op, "draft_logits", d, target);
-  check_dense_last_dim(op, "draft_logits", d);
-  return d;
+// Dtype, device and stride checks of draft rows (logits or probabilities) whose shape was
+// checked by the caller; fills a.draft.
+void set_draft(const char* op, VerifyArgs& a, const DraftInput& draft, const at::Tensor& target) {
+  const at::Tensor& d = *draft.tensor;
+  const char* name = draft.name();
+  TORCH_CHECK(d.scalar_type() == target.scalar_type(), op, ": ", name,
+              " must have the dtype of target_logits (", target.scalar_type(), "), got ",
+              d.scalar_type());
+  check_same_device(op, name, d, target);
+  check_dense_last_dim(op, name, d);
+  a.draft = d;
+  a.draft_probs = draft.probs;
 }
 
 void check_sampling(const char* op, VerifyArgs& a, const std::optional<at::Tensor>& temperature,
@@ -135,12 +139,22 @@ namespace {
 std::atomic<bool> g_poison_outputs{false};
 }  // namespace
 
+DraftInput DraftInput::of(const char* op, const std::optional<at::Tensor>& draft_logits,
+                          const std::optional<at::Tensor>& draft_probs) {
+  TORCH_CHECK(!(draft_logits.has_value() && draft_probs.has_value()), op,
+              ": pass either draft_logits or draft_probs, not both (both None: one-hot "
+              "drafts)");
+  DraftInput d;
+  d.probs = draft_probs.has_value();
+  d.tensor = d.probs ? draft_probs : draft_logits;
+  return d;
+}
+
 void set_debug_poison_outputs(bool on) { g_poison_outputs.store(on); }
 bool debug_poison_outputs() { return g_poison_outputs.load(std::memory_order_relaxed); }
 
 VerifyArgs make_padded_args(const char* op, const at::Tensor& target_logits,
-                            const at::Tensor& draft_tokens,
-                            const std::optional<at::Tensor>& draft_logits,
+                            const at::Tensor& draft_tokens, const DraftInput& draft,
                             const std::optional<at::Tensor>& num_draft,
                             const std::optional<at::Tensor>& temperature,
                             const std::optional<at::Tensor>& seed,
@@ -170,13 +184,13 @@ VerifyArgs make_padded_args(const char* op, const at::Tensor& target_logits,
   check_same_device(op, "draft_tokens", draft_tokens, target_logits);
   a.draft_tokens = draft_tokens;
 
-  if (draft_logits.has_value()) {
-    const at::Tensor& d = *draft_logits;
+  if (draft.tensor.has_value()) {
+    const at::Tensor& d = *draft.tensor;
     TORCH_CHECK(d.dim() == 3 && d.size(0) == a.batch && d.size(1) == a.max_draft &&
                     d.size(2) == a.vocab,
-                op, ": draft_logits must be [B, K, V] = [", a.batch, ", ", a.max_draft, ", ",
-                a.vocab, "], got shape ", d.sizes());
-    a.draft = checked_draft_logits(op, d, target_logits);
+                op, ": ", draft.name(), " must be [B, K, V] = [", a.batch, ", ", a.max_draft,
+                ", ", a.vocab, "], got shape ", d.sizes());
+    set_draft(op, a, draft, target_logits);
   }
   if (num_draft.has_value()) {
     a.num_draft = checked_vector(op, "num_draft", *num_draft, at::kLong, a.batch, target_logits);
@@ -196,8 +210,7 @@ VerifyArgs make_padded_args(const char* op, const at::Tensor& target_logits,
 }
 
 VerifyArgs make_ragged_args(const char* op, const at::Tensor& target_logits,
-                            const at::Tensor& draft_tokens,
-                            const std::optional<at::Tensor>& draft_logits,
+                            const at::Tensor& draft_tokens, const DraftInput& draft,
                             const at::Tensor& cu_num_draft, int64_t max_num_draft,
                             const std::optional<at::Tensor>& temperature,
                             const std::optional<at::Tensor>& seed,
@@ -232,12 +245,12 @@ VerifyArgs make_ragged_args(const char* op, const at::Tensor& target_logits,
               ": target_logits must have T + B = ", a.num_tokens, " + ", a.batch, " = ",
               a.num_tokens + a.batch, " rows (each request's drafts plus its bonus row), got ",
               target_logits.size(0));
-  if (draft_logits.has_value()) {
-    const at::Tensor& d = *draft_logits;
-    TORCH_CHECK(d.dim() == 2 && d.size(0) == a.num_tokens && d.size(1) == a.vocab, op,
-                ": draft_logits must be [T, V] = [", a.num_tokens, ", ", a.vocab,
+  if (draft.tensor.has_value()) {
+    const at::Tensor& d = *draft.tensor;
+    TORCH_CHECK(d.dim() == 2 && d.size(0) == a.num_tokens && d.size(1) == a.vocab, op, ": ",
+                draft.name(), " must be [T, V] = [", a.num_tokens, ", ", a.vocab,
                 "] in the ragged layout, got shape ", d.sizes());
-    a.draft = checked_draft_logits(op, d, target_logits);
+    set_draft(op, a, draft, target_logits);
   }
   a.cu_num_draft = cu_num_draft.contiguous();
   if (target_logits.device().is_cpu()) {

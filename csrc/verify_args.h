@@ -23,9 +23,21 @@ bool debug_poison_outputs();
 
 using VerifyOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
+// The draft rows of a call: draft logits, draft probabilities, or none (one-hot drafts).
+struct DraftInput {
+  std::optional<at::Tensor> tensor;
+  bool probs = false;  // tensor holds probabilities q (core/verify_math.h draft_prob)
+
+  // From the ops' two optional arguments (draft_logits, draft_probs); both given is an error.
+  static DraftInput of(const char* op, const std::optional<at::Tensor>& draft_logits,
+                       const std::optional<at::Tensor>& draft_probs);
+  const char* name() const { return probs ? "draft_probs" : "draft_logits"; }
+};
+
 struct VerifyArgs {
   at::Tensor target;                    // logits, last dim contiguous
-  std::optional<at::Tensor> draft;      // draft logits (same dtype) or none (one-hot drafts)
+  std::optional<at::Tensor> draft;      // draft logits or probabilities (same dtype), or none
+  bool draft_probs = false;             // draft holds probabilities
   at::Tensor draft_tokens;              // int64
   std::optional<at::Tensor> num_draft;  // padded: int64 [B], contiguous
   std::optional<at::Tensor> cu_num_draft;  // ragged: int64 [B+1], contiguous
@@ -41,8 +53,7 @@ struct VerifyArgs {
 
 // Validate a padded-layout call and allocate its outputs.
 VerifyArgs make_padded_args(const char* op, const at::Tensor& target_logits,
-                            const at::Tensor& draft_tokens,
-                            const std::optional<at::Tensor>& draft_logits,
+                            const at::Tensor& draft_tokens, const DraftInput& draft,
                             const std::optional<at::Tensor>& num_draft,
                             const std::optional<at::Tensor>& temperature,
                             const std::optional<at::Tensor>& seed,
@@ -50,8 +61,7 @@ VerifyArgs make_padded_args(const char* op, const at::Tensor& target_logits,
 
 // Validate a ragged-layout call and allocate its outputs.
 VerifyArgs make_ragged_args(const char* op, const at::Tensor& target_logits,
-                            const at::Tensor& draft_tokens,
-                            const std::optional<at::Tensor>& draft_logits,
+                            const at::Tensor& draft_tokens, const DraftInput& draft,
                             const at::Tensor& cu_num_draft, int64_t max_num_draft,
                             const std::optional<at::Tensor>& temperature,
                             const std::optional<at::Tensor>& seed,
@@ -63,6 +73,7 @@ VerifyProblem<scalar_t> make_problem(VerifyArgs& a) {
   VerifyProblem<scalar_t> p;
   p.target = a.target.const_data_ptr<scalar_t>();
   p.draft = a.draft ? a.draft->const_data_ptr<scalar_t>() : nullptr;
+  p.draft_probs = a.draft.has_value() && a.draft_probs;
   p.draft_tokens = a.draft_tokens.const_data_ptr<int64_t>();
   p.num_draft = a.num_draft ? a.num_draft->const_data_ptr<int64_t>() : nullptr;
   p.cu_num_draft = a.cu_num_draft ? a.cu_num_draft->const_data_ptr<int64_t>() : nullptr;

@@ -27,13 +27,14 @@ def _verify_greedy_ragged_fake(target_logits, draft_tokens, cu_num_draft, max_nu
 
 @torch.library.register_fake("dspark::rejection_sample")
 def _rejection_sample_fake(target_logits, draft_tokens, draft_logits, temperature, seed, offset,
-                           num_draft, block):
+                           num_draft, block, draft_probs=None):
     batch, rows = target_logits.shape[0], target_logits.shape[1]
     return _verify_outputs(target_logits, batch, rows - 1, (batch, rows - 1))
 
 
 @torch.library.register_fake("dspark::rejection_sample_ragged")
 def _rejection_sample_ragged_fake(target_logits, draft_tokens, draft_logits, cu_num_draft,
-                                  max_num_draft, temperature, seed, offset, block):
+                                  max_num_draft, temperature, seed, offset, block,
+                                  draft_probs=None):
     batch = cu_num_draft.shape[0] - 1
     return _verify_outputs(target_logits, batch, max_num_draft, (draft_tokens.shape[0],))

@@ -105,23 +105,43 @@ def rejection_sample(
     method: str = "token",
     cu_num_draft: Optional[torch.Tensor] = None,
     max_num_draft: Optional[int] = None,
+    draft_probs: Optional[torch.Tensor] = None,
 ) -> VerifyResult:
     """Lossless speculative verification from logits (SPEC §3.2 token-wise, §3.3 block).
 
     ``temperature`` float32 [B] (or a float): 0 makes a row greedy, so one batch may mix
     greedy and sampled rows. ``seed`` / ``offset`` int64 [B] key the counter-based Philox
     streams (an int ``seed`` gives row r the seed ``seed + r``; an int ``offset`` is shared);
-    advance ``offset`` every step whatever was accepted. ``draft_logits``
-    [B, K, V] (ragged: [T, V]) are the drafter's logits at the same temperature, or ``None``
-    for one-hot drafts (e.g. n-gram drafters: q = delta at the draft token). ``method`` is
-    ``"token"`` (Leviathan/Chen rejection sampling) or ``"block"`` (block verification:
-    accepts at least as many tokens in expectation). Layouts as in :func:`verify_greedy`.
-    The softmax, the residual and the correction/bonus sampling happen inside the op; no
-    probabilities are materialised.
+    advance ``offset`` every step whatever was accepted. The draft law q comes from one of:
+
+    * ``draft_logits`` [B, K, V] (ragged: [T, V]): the drafter's logits; the op computes
+      q = softmax(draft_logits / T) at the row's temperature;
+    * ``draft_probs`` (keyword, same shapes): q itself, e.g. the probabilities a serving
+      engine sampled the drafts from, already at the row's temperature. Used as given, not
+      renormalised; NaN, infinite, negative and subnormal entries count as q = 0 (README
+      "Draft probabilities");
+    * neither (``draft_logits=None``): one-hot drafts (e.g. n-gram drafters: q = delta at
+      the draft token).
+
+    Draft rows have the dtype of ``target_logits`` and a contiguous vocabulary dimension.
+    ``method`` is ``"token"`` (Leviathan/Chen rejection sampling) or ``"block"`` (block
+    verification: accepts at least as many tokens in expectation). Layouts as in
+    :func:`verify_greedy`. The softmax, the residual and the correction/bonus sampling
+    happen inside the op; no probabilities are materialised. With the same seeds,
+    ``draft_probs=softmax(d / T)`` and ``draft_logits=d`` draw from the same Philox streams
+    and so give the same tokens up to float32 rounding of q.
 
     >>> res = rejection_sample(t_logits, drafts, d_logits, 0.8, seed=1234, offset=step)
+    >>> res = rejection_sample(t_logits, drafts, None, 0.8, 1234, step, draft_probs=q)
     """
     block = _method_flag(method)
+    if draft_logits is not None and draft_probs is not None:
+        raise ValueError("rejection_sample: pass either draft_logits or draft_probs, not both "
+                         "(draft_logits=None and no draft_probs: one-hot drafts)")
+    for name, value in (("draft_logits", draft_logits), ("draft_probs", draft_probs)):
+        if value is not None and not isinstance(value, torch.Tensor):
+            raise TypeError(f"rejection_sample: {name} must be a tensor or None, got "
+                            f"{type(value).__name__}")
     device = target_logits.device
     batch = _batch_size(target_logits, cu_num_draft)
     temperature = _per_row(temperature, batch, torch.float32, device, "temperature")
@@ -135,9 +155,10 @@ def rejection_sample(
             raise ValueError("pass either num_draft (padded) or cu_num_draft (ragged), not both")
         out = torch.ops.dspark.rejection_sample_ragged(
             target_logits, draft_tokens, draft_logits, cu_num_draft,
-            _ragged_max(cu_num_draft, max_num_draft), temperature, seed, offset, block)
+            _ragged_max(cu_num_draft, max_num_draft), temperature, seed, offset, block,
+            draft_probs=draft_probs)
     else:
         out = torch.ops.dspark.rejection_sample(
             target_logits, draft_tokens, draft_logits, temperature, seed, offset, num_draft,
-            block)
+            block, draft_probs=draft_probs)
     return VerifyResult(*out)

@@ -255,6 +255,21 @@ def _probs(scaled: Tensor, lse: Tensor) -> Tensor:
     return torch.exp(_log_prob(scaled, lse))
 
 
+_MIN_NORMAL_F32 = 2.0 ** -126
+_MAX_F32 = float(torch.finfo(torch.float32).max)
+
+
+def draft_probs_law(draft_probs: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Draft probabilities as the kernels read them (verify_math.h ``draft_prob``), in ``dtype``.
+
+    Used as given (no renormalisation); an entry that is NaN, infinite, negative, zero or
+    below the smallest normal float32 (2^-126) after conversion to float32 is q = 0.
+    """
+    x32 = draft_probs.detach().cpu().to(torch.float32)
+    keep = (x32 >= _MIN_NORMAL_F32) & (x32 <= _MAX_F32)
+    return torch.where(keep, x32.to(dtype), torch.zeros((), dtype=dtype))
+
+
 def _onehot(vocab: int, token: int, dtype: torch.dtype) -> Tensor:
     """The one-hot draft law q = delta at ``token`` (all zero if ``token`` is out of range)."""
     q = torch.zeros(vocab, dtype=dtype)
@@ -356,12 +371,13 @@ class _BatchStreams:
 class _Request:
     """One request's inputs, its rows already scaled, masked and reduced.
 
-    ``target``: raw logits ``[l+1, V]``; ``draft``: raw logits ``[l, V]`` or ``None`` for
-    one-hot drafts; ``tokens``: the ``l`` draft token ids (may be out of range: such a token
-    has p = q = 0, as in the kernel).
+    ``target``: raw logits ``[l+1, V]``; ``draft``: raw logits ``[l, V]`` (or probabilities
+    when ``draft_probs``) or ``None`` for one-hot drafts; ``tokens``: the ``l`` draft token
+    ids (may be out of range: such a token has p = q = 0, as in the kernel).
     """
 
-    def __init__(self, target, draft, tokens, temperature, streams, b, dtype):
+    def __init__(self, target, draft, tokens, temperature, streams, b, dtype,
+                 draft_probs=False):
         self.vocab = target.shape[-1]
         self.num_draft = len(tokens)
         self.tokens = tokens
@@ -371,6 +387,7 @@ class _Request:
         self.dtype = dtype
         self.target_raw = target
         self.onehot = draft is None
+        self.q_d = None  # [l, V] draft probabilities (draft_probs), else None
         # Greedy: T == 0, or T so small that log2(e)/T overflows float32 (verify_row.h).
         self.greedy = temperature == 0.0 or not math.isfinite(
             verify_scale(_inv_temperature(temperature)))
@@ -378,9 +395,11 @@ class _Request:
             inv_t = _inv_temperature(temperature)
             self.s_t = verify_masked_scaled(target, inv_t, dtype)  # [l+1, V]
             self.lse_t = _lse(self.s_t)  # [l+1]
-            if self.onehot:
+            if self.onehot or draft_probs:
                 self.s_d = None
                 self.lse_d = torch.zeros(self.num_draft, dtype=dtype)
+                if draft_probs:
+                    self.q_d = draft_probs_law(draft, dtype)
             else:
                 self.s_d = verify_masked_scaled(draft, inv_t, dtype)  # [l, V]
                 self.lse_d = _lse(self.s_d)  # [l]
@@ -404,6 +423,8 @@ class _Request:
     def log_q(self, k: int, x: int) -> Tensor:
         if self.onehot:
             return torch.zeros((), dtype=self.dtype)
+        if self.q_d is not None:
+            return torch.log(self.q_d[k, x])  # -inf for q = 0
         return _log_prob(self.s_d[k, x], self.lse_d[k])
 
     def log_pq(self, k: int) -> Tuple[Tensor, Tensor]:
@@ -419,6 +440,8 @@ class _Request:
         p = _probs(self.s_t[k], self.lse_t[k])
         if self.onehot:
             q = _onehot(self.vocab, self.tokens[k], self.dtype)
+        elif self.q_d is not None:
+            q = self.q_d[k]
         else:
             q = _probs(self.s_d[k], self.lse_d[k])
         return p, q
@@ -611,7 +634,16 @@ def _collect(outcomes: List[_Outcome], k_max: int, flags: Tensor, flag_index) ->
     return VerifyResult(accepted, out_tokens, accepted + 1, flags)
 
 
-def _padded(target_logits, draft_tokens, draft_logits, num_draft, params, method, dtype):
+def _draft_rows(draft_logits, draft_probs):
+    """(draft rows, whether they are probabilities) of a call; both given is an error."""
+    if draft_logits is not None and draft_probs is not None:
+        raise ValueError("pass either draft_logits or draft_probs, not both")
+    return (draft_logits, False) if draft_probs is None else (draft_probs, True)
+
+
+def _padded(target_logits, draft_tokens, draft_logits, num_draft, params, method, dtype,
+            draft_probs=None):
+    draft_rows, probs = _draft_rows(draft_logits, draft_probs)
     target_logits = torch.as_tensor(target_logits).detach().cpu()
     draft_tokens = torch.as_tensor(draft_tokens).detach().cpu().to(torch.int64)
     if draft_tokens.dim() != 2:
@@ -625,16 +657,17 @@ def _padded(target_logits, draft_tokens, draft_logits, num_draft, params, method
     outcomes = []
     for b in range(batch):
         l = lengths[b]
-        draft = None if draft_logits is None else draft_logits[b, :l].detach().cpu()
+        draft = None if draft_rows is None else draft_rows[b, :l].detach().cpu()
         req = _Request(target_logits[b, : l + 1], draft, draft_tokens[b, :l].tolist(),
-                       temps[b], streams, b, dtype)
+                       temps[b], streams, b, dtype, probs)
         outcomes.append(_verify_request(req, method))
     flags = torch.full((batch, k_max), -1, dtype=torch.int8)
     return _collect(outcomes, k_max, flags, lambda b, k: (b, k))
 
 
 def _ragged(target_logits, draft_tokens, draft_logits, cu_num_draft, max_num_draft, params,
-            method, dtype):
+            method, dtype, draft_probs=None):
+    draft_rows, probs = _draft_rows(draft_logits, draft_probs)
     target_logits = torch.as_tensor(target_logits).detach().cpu()
     draft_tokens = _int64_tensor(draft_tokens)
     num_tokens = draft_tokens.numel()
@@ -647,9 +680,9 @@ def _ragged(target_logits, draft_tokens, draft_logits, cu_num_draft, max_num_dra
     outcomes = []
     for b in range(batch):
         lo, hi = cu[b], cu[b + 1]
-        draft = None if draft_logits is None else draft_logits[lo:hi].detach().cpu()
+        draft = None if draft_rows is None else draft_rows[lo:hi].detach().cpu()
         req = _Request(target_logits[lo + b : hi + b + 1], draft, draft_tokens[lo:hi].tolist(),
-                       temps[b], streams, b, dtype)
+                       temps[b], streams, b, dtype, probs)
         outcomes.append(_verify_request(req, method))
     flags = torch.full((num_tokens,), -1, dtype=torch.int8)
     return _collect(outcomes, max_num_draft, flags, lambda b, k: cu[b] + k)
@@ -686,16 +719,21 @@ def rejection_sample(
     num_draft: Optional[Tensor] = None,
     method: str = "token",
     dtype: torch.dtype = torch.float64,
+    *,
+    draft_probs: Optional[Tensor] = None,
 ) -> VerifyResult:
     """Token-wise (SPEC §3.2) or block (§3.3) verification, padded layout.
 
     target ``[B, K+1, V]``, draft tokens ``[B, K]``, draft logits ``[B, K, V]`` or ``None``
     (one-hot drafts), per-row temperature / seed / offset ``[B]`` (temperature 0 = greedy
     row), optional ``num_draft [B]``. ``method`` is ``"token"`` or ``"block"``.
+    ``draft_probs`` ``[B, K, V]`` (instead of draft logits) gives q itself, read as
+    :func:`draft_probs_law` says.
     """
     _check_method(method)
     params = lambda batch: _row_params(temperature, seed, offset, batch)  # noqa: E731
-    return _padded(target_logits, draft_tokens, draft_logits, num_draft, params, method, dtype)
+    return _padded(target_logits, draft_tokens, draft_logits, num_draft, params, method, dtype,
+                   draft_probs)
 
 
 def rejection_sample_ragged(
@@ -709,13 +747,15 @@ def rejection_sample_ragged(
     offset: Tensor,
     method: str = "token",
     dtype: torch.dtype = torch.float64,
+    *,
+    draft_probs: Optional[Tensor] = None,
 ) -> VerifyResult:
     """:func:`rejection_sample` in the ragged layout (target ``[T+B, V]``, drafts ``[T]`` /
     ``[T, V]``, ``cu_num_draft [B+1]``); out_tokens is ``[B, max_num_draft+1]``."""
     _check_method(method)
     params = lambda batch: _row_params(temperature, seed, offset, batch)  # noqa: E731
     return _ragged(target_logits, draft_tokens, draft_logits, cu_num_draft, max_num_draft,
-                   params, method, dtype)
+                   params, method, dtype, draft_probs)
 
 
 # ----------------------------------------------------------------------------------------

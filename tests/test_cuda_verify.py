@@ -58,10 +58,29 @@ def _batch_for(vocab):
     return 3 if vocab >= 100_000 else 6
 
 
-class Case:
-    """A padded-layout problem; `ragged()` derives the equivalent ragged one."""
+def _as_probs(draft, temperature, dtype):
+    """Draft logits -> draft probabilities softmax(d / T_r) (T = 1 for greedy rows), in the
+    same (possibly misaligned) layout, with a NaN and a negative entry (q = 0) per row."""
+    vals = draft.full[..., 1:] if draft.misaligned else draft.full
+    t = torch.where(temperature > 0, temperature, torch.ones_like(temperature))
+    q = torch.softmax(vals.double() / t.double().view(-1, *[1] * (vals.dim() - 1)), -1)
+    if q.shape[-1] > 3:
+        q[..., 1] = float("nan")
+        q[..., 2] = -0.5
+    full = torch.zeros_like(draft.full, dtype=torch.float64)
+    if draft.misaligned:
+        full[..., 1:] = q
+    else:
+        full = q
+    return Logits(full.to(dtype), draft.misaligned)
 
-    def __init__(self, vocab, k, dtype, temps, onehot, misaligned, seed, full_drafts=False):
+
+class Case:
+    """A padded-layout problem; `ragged()` derives the equivalent ragged one. ``onehot``: no
+    draft rows; ``probs``: the draft rows are passed as draft_probs."""
+
+    def __init__(self, vocab, k, dtype, temps, onehot, misaligned, seed, full_drafts=False,
+                 probs=False):
         g = torch.Generator().manual_seed(seed)
         b = _batch_for(vocab)
         self.k, self.vocab, self.dtype, self.misaligned = k, vocab, dtype, misaligned
@@ -81,6 +100,9 @@ class Case:
             self.temperature[::3] = 0.0
         self.seed = torch.randint(0, 2**62, (b,), generator=g)
         self.offset = torch.randint(0, 2**40, (b,), generator=g)
+        self.probs = probs and self.draft is not None
+        if self.probs:
+            self.draft = _as_probs(self.draft, self.temperature, dtype)
 
     def lengths(self):
         b = self.tokens.shape[0]
@@ -91,10 +113,15 @@ class Case:
         nd = None if self.num_draft is None else self.num_draft.to(device)
         if not sample:
             return (self.target.on(device), self.tokens.to(device), nd)
-        draft = None if self.draft is None else self.draft.on(device)
-        return (self.target.on(device), self.tokens.to(device), draft,
+        d_logits, d_probs = self._draft_args(self.draft, device)
+        return (self.target.on(device), self.tokens.to(device), d_logits,
                 self.temperature.to(device), self.seed.to(device), self.offset.to(device), nd,
-                block)
+                block, d_probs)
+
+    def _draft_args(self, rows, device):
+        """The op's (draft_logits, draft_probs) arguments for draft rows ``rows``."""
+        rows = None if rows is None else rows.on(device)
+        return (None, rows) if self.probs else (rows, None)
 
     # --- ragged ---
     def _ragged_parts(self):
@@ -115,9 +142,10 @@ class Case:
         cu, trows, toks, drows = self._ragged_parts()
         if not sample:
             return (trows.on(device), toks.to(device), cu.to(device), self.k)
-        return (trows.on(device), toks.to(device), None if drows is None else drows.on(device),
-                cu.to(device), self.k, self.temperature.to(device), self.seed.to(device),
-                self.offset.to(device), block)
+        d_logits, d_probs = self._draft_args(drows, device)
+        return (trows.on(device), toks.to(device), d_logits, cu.to(device), self.k,
+                self.temperature.to(device), self.seed.to(device), self.offset.to(device), block,
+                d_probs)
 
 
 def _run(op, args):
@@ -146,14 +174,15 @@ def test_matches_cpu(dtype, vocab, k):
     case_index = _GRID.index((dtype, vocab, k))
     variants = list(itertools.product(["padded", "ragged"], [False, True], ["greedy", "mixed"]))
     for i, (layout, block, temps) in enumerate(variants):
-        # One-hot drafts and misaligned views rotate over the variants, so across the grid
-        # every (layout, method, temperatures) meets all four combinations.
-        rot = (i + case_index) % 4
-        onehot, misaligned = bool(rot & 1), bool(rot & 2)
+        # The draft form (logits, probabilities, one-hot) and misaligned views rotate over
+        # the variants, so across the grid every (layout, method, temperatures) meets all six
+        # combinations.
+        rot = (i + case_index) % 6
+        form, misaligned = ("logits", "probs", "onehot")[rot % 3], rot >= 3
         seed = 1000 * case_index + i
-        c = Case(vocab, k, dtype, temps, onehot, misaligned, seed,
-                 full_drafts=(layout == "padded" and i % 3 == 0))
-        what = (f"{layout} {'block' if block else 'token'} {temps} onehot={onehot} "
+        c = Case(vocab, k, dtype, temps, form == "onehot", misaligned, seed,
+                 full_drafts=(layout == "padded" and i % 3 == 0), probs=form == "probs")
+        what = (f"{layout} {'block' if block else 'token'} {temps} draft={form} "
                 f"misaligned={misaligned} seed={seed}")
         if layout == "padded":
             op = ops.rejection_sample
@@ -189,12 +218,17 @@ def test_masked_logits_match_cpu(dtype):
     temp = torch.tensor([0.0, 1.0, 0.7, 1.3])
     seed = torch.arange(b) * 12345
     off = torch.arange(b)
-    for block in (False, True):
-        args = (target.to(dtype), tokens, draft.to(dtype), temp, seed, off, None, block)
+    # Draft probabilities with NaN / negative / +inf / subnormal entries (q = 0).
+    probs = torch.softmax(draft, -1)
+    probs[0, :, 2], probs[1, :, 4], probs[2, :, 6], probs[3, :, 8] = (
+        float("nan"), -0.1, float("inf"), 1e-40)
+    for block, as_probs in itertools.product((False, True), (False, True)):
+        d_logits, d_probs = (None, probs.to(dtype)) if as_probs else (draft.to(dtype), None)
+        args = (target.to(dtype), tokens, d_logits, temp, seed, off, None, block, d_probs)
         ref = _run(ops.rejection_sample, args)
         got = _run(ops.rejection_sample, tuple(
             a.cuda() if isinstance(a, torch.Tensor) else a for a in args))
-        _assert_same(ref, got, f"masked block={block}")
+        _assert_same(ref, got, f"masked block={block} draft_probs={as_probs}")
     ref = _run(ops.verify_greedy, (target.to(dtype), tokens, None))
     got = _run(ops.verify_greedy, (target.to(dtype).cuda(), tokens.cuda(), None))
     _assert_same(ref, got, "masked greedy")
@@ -324,6 +358,9 @@ def test_opcheck_cuda():
     c = Case(257, 4, torch.bfloat16, "mixed", False, False, seed=9)
     torch.library.opcheck(ops.rejection_sample.default, c.padded_args("cuda", True, True))
     torch.library.opcheck(ops.rejection_sample_ragged.default, c.ragged_args("cuda", True))
+    p = Case(257, 4, torch.float32, "mixed", False, True, seed=10, probs=True)
+    torch.library.opcheck(ops.rejection_sample.default, p.padded_args("cuda", True, False))
+    torch.library.opcheck(ops.rejection_sample_ragged.default, p.ragged_args("cuda", True, True))
     torch.library.opcheck(ops.verify_greedy.default, c.padded_args("cuda", False))
     torch.library.opcheck(ops.verify_greedy_ragged.default, c.ragged_args("cuda", False))
 
@@ -334,3 +371,8 @@ def test_device_mismatch_is_an_error():
         ops.verify_greedy(t, torch.zeros(2, 2, dtype=torch.long), None)
     with pytest.raises(RuntimeError, match="target_logits"):
         ops.verify_greedy(t.cpu(), torch.zeros(2, 2, dtype=torch.long, device="cuda"), None)
+    x = torch.zeros(2, 2, dtype=torch.long, device="cuda")
+    ones, zeros = torch.ones(2, device="cuda"), torch.zeros(2, dtype=torch.long, device="cuda")
+    with pytest.raises(RuntimeError, match="draft_probs is on cpu"):
+        ops.rejection_sample(t, x, None, ones, zeros, zeros, None, False,
+                             torch.full((2, 2, 11), 1 / 11))

@@ -41,7 +41,29 @@ OPCHECK_CASES = {
         torch.ops.dspark.rejection_sample_ragged.default,
         (*ragged_args()[:3], ragged_args()[3], 3, torch.ones(3), torch.arange(3),
          torch.zeros(3, dtype=torch.int64), True)),
+    # Draft probabilities instead of draft logits (the last, optional argument).
+    "rejection_sample_probs_token": lambda: (
+        torch.ops.dspark.rejection_sample.default,
+        with_probs(padded_args(), 2) + (torch.tensor([4, 2, 0]), False, probs_of_args()[0])),
+    "rejection_sample_probs_block_fp16": lambda: (
+        torch.ops.dspark.rejection_sample.default,
+        with_probs(padded_args(dtype=torch.float16), 2) + (None, True,
+                                                           probs_of_args(torch.float16)[0])),
+    "rejection_sample_ragged_probs": lambda: (
+        torch.ops.dspark.rejection_sample_ragged.default,
+        (*ragged_args()[:2], None, ragged_args()[3], 3, torch.ones(3), torch.arange(3),
+         torch.zeros(3, dtype=torch.int64), True, torch.softmax(ragged_args()[2], -1))),
 }
+
+
+def probs_of_args(dtype=torch.float32):
+    """(draft probabilities [B, K, V] of padded_args' draft logits,)."""
+    return (torch.softmax(padded_args()[2], -1).to(dtype),)
+
+
+def with_probs(args, index):
+    """``args`` with the draft logits at ``index`` replaced by None (probabilities instead)."""
+    return args[:index] + (None,) + args[index + 1:]
 
 
 @pytest.mark.parametrize("case", sorted(OPCHECK_CASES))
@@ -66,14 +88,30 @@ def test_compile_fullgraph_matches_eager():
         assert torch.equal(g, w)
 
 
-def test_compile_ragged_fullgraph():
+@pytest.mark.parametrize("draft", ["draft_logits", "draft_probs"])
+def test_compile_ragged_fullgraph(draft):
     t, x, d, cu = ragged_args()
+    if draft == "draft_probs":
+        d = torch.softmax(d, -1)
 
     def step(t, x, d, cu):
-        return dspark_ext.rejection_sample(t, x, d, 1.0, torch.arange(3), 0, cu_num_draft=cu,
-                                           max_num_draft=3).out_tokens
+        kw = {"draft_probs": d} if draft == "draft_probs" else {}
+        return dspark_ext.rejection_sample(t, x, None if kw else d, 1.0, torch.arange(3), 0,
+                                           cu_num_draft=cu, max_num_draft=3, **kw).out_tokens
 
     assert torch.equal(torch.compile(step, fullgraph=True)(t, x, d, cu), step(t, x, d, cu))
+
+
+def test_compile_fullgraph_draft_probs_padded():
+    t, x, d, temp, seed, offset = padded_args()
+    q = torch.softmax(d, -1)
+
+    def step(t, x, q, temp, seed, offset):
+        return dspark_ext.rejection_sample(t, x, None, temp, seed, offset, method="token",
+                                           draft_probs=q).out_tokens * 1
+
+    got = torch.compile(step, fullgraph=True)(t, x, q, temp, seed, offset)
+    assert torch.equal(got, step(t, x, q, temp, seed, offset))
 
 
 def test_build_info():

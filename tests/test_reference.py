@@ -418,6 +418,32 @@ def _mean_var(law):
     return mean, sum((n - mean) ** 2 * pr for n, pr in law.items())
 
 
+@pytest.mark.parametrize("method", ["token", "block"])
+def test_draft_probs_give_the_decisions_of_draft_logits(method):
+    """draft_probs = softmax(d / T) and draft_logits = d: the same law (up to the float32
+    rounding of q that draft_probs_law applies), the same streams, the same tokens."""
+    target, tokens, draft, lengths = _random_problem(8, 4, 9, seed=13)
+    temps = torch.tensor([0.0, 0.7, 1.0, 1.3] * 2)
+    seeds, offsets = torch.arange(8) * 101, torch.arange(8)
+    t = torch.where(temps > 0, temps, torch.ones_like(temps)).double()
+    q = torch.softmax(draft.double() / t[:, None, None], -1)
+    a = R.rejection_sample(target, tokens, draft, temps, seeds, offsets, lengths, method)
+    b = R.rejection_sample(target, tokens, None, temps, seeds, offsets, lengths, method,
+                           draft_probs=q)
+    assert _equal(a, b)
+    t_rows, tok, q_rows, cu = _to_ragged(target, tokens, q, lengths.tolist())
+    c = R.rejection_sample_ragged(t_rows, tok, None, cu, 4, temps, seeds, offsets, method,
+                                  draft_probs=q_rows)
+    assert torch.equal(c.out_tokens, b.out_tokens)
+
+
+def test_draft_probs_law_policy():
+    """Used as given; NaN, +-inf, negative, zero and subnormal (float32) entries are 0."""
+    x = torch.tensor([0.5, math.nan, -1.0, math.inf, -math.inf, 0.0, 1e-40, 2.0, 2.0**-126])
+    assert R.draft_probs_law(x).tolist() == [0.5, 0, 0, 0, 0, 0, 0, 2.0, 2.0**-126]
+    assert R.draft_probs_law(x.to(torch.bfloat16)).dtype == torch.float64
+
+
 def test_toy_law_exact_enumeration():
     token_mean, _ = _mean_var(exact_accepted_law(TOY_P, TOY_Q, TOY_GAMMA, "token"))
     block_mean, _ = _mean_var(exact_accepted_law(TOY_P, TOY_Q, TOY_GAMMA, "block"))

@@ -18,32 +18,65 @@ def padded(dtype=torch.float32):
 
 
 def sample(t, x, d, **kw):
+    """rejection_sample with draft rows ``d``: draft logits, or probabilities when
+    ``draft_probs=True``."""
     args = dict(temperature=torch.ones(t.shape[0]), seed=torch.arange(t.shape[0]),
                 offset=torch.zeros(t.shape[0], dtype=torch.int64))
     args.update(kw)
-    return torch.ops.dspark.rejection_sample(t, x, d, args["temperature"], args["seed"],
-                                             args["offset"], args.get("num_draft"),
-                                             args.get("block", False))
+    probs = args.get("draft_probs", False)
+    return torch.ops.dspark.rejection_sample(t, x, None if probs else d, args["temperature"],
+                                             args["seed"], args["offset"],
+                                             args.get("num_draft"), args.get("block", False),
+                                             draft_probs=d if probs else None)
 
 
+@pytest.mark.parametrize("draft", ["draft_logits", "draft_probs"])
 @pytest.mark.parametrize("bad,match", [
     (lambda t, x, d: (t[0], x, d), "target_logits must be 3-D"),
     (lambda t, x, d: (t.double(), x, d.double()), "target_logits must be float32, bfloat16 or float16"),
     (lambda t, x, d: (t, x[:, :-1], d), r"draft_tokens must be \[B, K\]"),
     (lambda t, x, d: (t, x[:-1], d), r"draft_tokens must be \[B, K\]"),
     (lambda t, x, d: (t, x.int(), d), "draft_tokens must be int64"),
-    (lambda t, x, d: (t, x, d[:, :, :-1]), r"draft_logits must be \[B, K, V\]"),
-    (lambda t, x, d: (t, x, d.half()), "draft_logits must have the dtype of target_logits"),
+    (lambda t, x, d: (t, x, d[:, :, :-1]), r"{draft} must be \[B, K, V\]"),
+    (lambda t, x, d: (t, x, d[:, :-1]), r"{draft} must be \[B, K, V\]"),
+    (lambda t, x, d: (t, x, d[0]), r"{draft} must be \[B, K, V\]"),
+    (lambda t, x, d: (t, x, d.half()), "{draft} must have the dtype of target_logits"),
+    (lambda t, x, d: (t, x, d.transpose(1, 2).contiguous().transpose(1, 2)),
+     "{draft} must be contiguous in its last"),
     (lambda t, x, d: (t.transpose(1, 2).contiguous().transpose(1, 2), x, d),
      "target_logits must be contiguous in its last"),
     (lambda t, x, d: (t[:, :0], x[:, :0], d[:, :0]), "K\\+1 >= 1"),
     (lambda t, x, d: (t[..., :0], x, d[..., :0]), "vocabulary dimension"),
 ])
-def test_shape_dtype_layout_errors(bad, match):
+def test_shape_dtype_layout_errors(bad, match, draft):
     t, x, d = padded()
+    if draft == "draft_probs":
+        d = torch.softmax(d, -1)
     t, x, d = bad(t, x, d)
-    with pytest.raises(RuntimeError, match=match):
-        sample(t, x, d)
+    with pytest.raises(RuntimeError, match=match.format(draft=draft)):
+        sample(t, x, d, draft_probs=draft == "draft_probs")
+
+
+def test_draft_logits_and_draft_probs_together():
+    t, x, d = padded()
+    q = torch.softmax(d, -1)
+    with pytest.raises(RuntimeError, match="pass either draft_logits or draft_probs, not both"):
+        torch.ops.dspark.rejection_sample(t, x, d, torch.ones(B), torch.arange(B),
+                                          torch.zeros(B, dtype=torch.int64), None, False,
+                                          draft_probs=q)
+    tr, xr, dr, cu = ragged()
+    with pytest.raises(RuntimeError, match="rejection_sample_ragged: pass either"):
+        torch.ops.dspark.rejection_sample_ragged(
+            tr, xr, dr, cu, 3, torch.ones(3), torch.arange(3), torch.zeros(3, dtype=torch.int64),
+            False, draft_probs=torch.softmax(dr, -1))
+    with pytest.raises(ValueError, match="not both"):
+        dspark_ext.rejection_sample(t, x, d, 1.0, 0, 0, draft_probs=q)
+    with pytest.raises(TypeError, match="draft_probs must be a tensor or None"):
+        dspark_ext.rejection_sample(t, x, None, 1.0, 0, 0, draft_probs=q.tolist())
+    from dspark_ext import reference as ref
+    with pytest.raises(ValueError, match="not both"):
+        ref.rejection_sample(t, x, d, torch.ones(B), torch.arange(B), torch.zeros(B),
+                             draft_probs=q)
 
 
 @pytest.mark.parametrize("value", [-1, V, 10**12, -(2**40)])
@@ -143,6 +176,14 @@ def test_ragged_shape_errors():
         ragged_sample(t[:-1], x, d, cu, 3)
     with pytest.raises(RuntimeError, match=r"draft_logits must be \[T, V\]"):
         ragged_sample(t, x, d[:-1], cu, 3)
+    n = cu.shape[0] - 1
+    for bad, match in ((d[:-1], r"draft_probs must be \[T, V\]"),
+                       (d[None], r"draft_probs must be \[T, V\]"),
+                       (d.half(), "draft_probs must have the dtype of target_logits")):
+        with pytest.raises(RuntimeError, match=match):
+            torch.ops.dspark.rejection_sample_ragged(
+                t, x, None, cu, 3, torch.ones(n), torch.arange(n),
+                torch.zeros(n, dtype=torch.int64), False, draft_probs=bad)
     with pytest.raises(RuntimeError, match="max_num_draft must lie in"):
         ragged_sample(t, x, d, cu, -1)
     with pytest.raises(RuntimeError, match="cu_num_draft must be 1-D"):
@@ -194,6 +235,25 @@ class TestNonFiniteLogits:
         assert res.out_tokens[0, 0] == -1 and res.num_emitted[0] == 1
         g = dspark_ext.verify_greedy(t, x)
         assert g.out_tokens[0, 0] == -1 and g.accepted[1] == 1 and g.out_tokens[1, 1] == -1
+
+    @pytest.mark.parametrize("method", ["token", "block"])
+    def test_invalid_draft_probs_are_zero(self, method):
+        """Draft probabilities: NaN, +-inf, negative, zero and subnormal entries are q = 0
+        (never renormalised): a token there is emitted only as a correction, with the
+        target's probability; the draft token (q > 0) behaves as with a clean row."""
+        n = 3000
+        t = torch.zeros(n, 2, 8)
+        q = torch.tensor([0.5, math.nan, -0.3, math.inf, -math.inf, 0.0, 1e-40, 0.5])
+        x = torch.full((n, 1), 0)
+        res = dspark_ext.rejection_sample(t, x, None, 1.0, torch.arange(n), 0, method=method,
+                                          draft_probs=q.expand(n, 1, 8))
+        clean = torch.tensor([0.5, 0, 0, 0, 0, 0, 0, 0.5])
+        want = dspark_ext.rejection_sample(t, x, None, 1.0, torch.arange(n), 0, method=method,
+                                           draft_probs=clean.expand(n, 1, 8))
+        assert torch.equal(res.out_tokens, want.out_tokens)
+        # p = 1/8 < q(0) = 1/2: about 1/4 accepted; corrections spread over the q = 0 ids.
+        assert 0.2 < res.accepted.double().mean() < 0.3
+        assert set(res.out_tokens[:, 0].tolist()) >= {0, 1, 2, 3, 4, 5, 6}
 
     def test_masked_draft_logit_rejects(self):
         n = 500

@@ -1,6 +1,8 @@
 """The native verification ops equal the float64 pure-PyTorch reference token for token, under
 the same Philox streams, across methods, dtypes, layouts, shapes and mixed greedy rows.
 Outputs are poisoned before every run (conftest.py), so an unwritten element fails."""
+import math
+
 import pytest
 import torch
 
@@ -10,9 +12,33 @@ from dspark_ext import reference as ref
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 
 
-def make_case(batch, k, vocab, dtype, seed=0, onehot=False, view_pad=0, agree=0.7):
+# How the draft law reaches the op: draft logits, draft probabilities, one-hot drafts.
+DRAFT_FORMS = ["draft_logits", "draft_probs", "onehot"]
+
+
+def probs_of(draft_logits, temps, dtype, bad_entries=False):
+    """Draft probabilities softmax(d / T_r) (rows of greedy requests at T = 1), in float64
+    rounded once to ``dtype``. ``bad_entries`` plants NaN, negative, +inf and subnormal
+    entries (q = 0 under the documented policy) in every row that is long enough."""
+    t = torch.where(temps > 0, temps, torch.ones_like(temps)).double()
+    q = torch.softmax(draft_logits.double() / t.view(-1, *[1] * (draft_logits.dim() - 1)), -1)
+    q = q.to(dtype)
+    if bad_entries and q.shape[-1] >= 8:
+        q = q.clone()
+        q[..., 1] = float("nan")
+        q[..., 3] = -0.25
+        q[..., 5] = float("inf")
+        q[..., 6] = 1e-39 if dtype != torch.float16 else 0.0
+    return q
+
+
+def make_case(batch, k, vocab, dtype, seed=0, onehot=False, view_pad=0, agree=0.7,
+              draft="draft_logits"):
     """Target logits, draft logits close to them (so acceptance is neither 0 nor 1), drafts
-    sampled from the draft law, per-row lengths, temperatures (some greedy), seeds, offsets."""
+    sampled from the draft law, per-row lengths, temperatures (some greedy), seeds, offsets.
+    ``draft="draft_probs"`` passes the draft law as probabilities (with a few NaN / negative /
+    infinite entries); ``onehot`` (or ``draft="onehot"``) passes no draft rows."""
+    form = "onehot" if onehot else draft
     g = torch.Generator().manual_seed(seed)
     base = torch.randn(batch, k + 1, vocab + view_pad, generator=g) * 2.0
     target = base[..., view_pad:]  # a view whose rows need not start aligned
@@ -28,7 +54,9 @@ def make_case(batch, k, vocab, dtype, seed=0, onehot=False, view_pad=0, agree=0.
     offsets = torch.randint(0, 2**40, (batch,), generator=g)
     for b in range(batch):  # placeholders beyond num_draft must be ignored
         tokens[b, num[b]:] = -1
-    return dict(target=target.to(dtype), draft=None if onehot else draft.to(dtype),
+    probs = probs_of(draft, temps, dtype, bad_entries=True) if form == "draft_probs" else None
+    return dict(target=target.to(dtype),
+                draft=draft.to(dtype) if form == "draft_logits" else None, probs=probs,
                 tokens=tokens, num=num, temps=temps, seeds=seeds, offsets=offsets)
 
 
@@ -40,10 +68,12 @@ def assert_same(got, want):
 
 
 def native_and_reference(c, method):
+    probs = c.get("probs")
     got = dspark_ext.rejection_sample(c["target"], c["tokens"], c["draft"], c["temps"],
-                                      c["seeds"], c["offsets"], c["num"], method=method)
+                                      c["seeds"], c["offsets"], c["num"], method=method,
+                                      draft_probs=probs)
     want = ref.rejection_sample(c["target"], c["tokens"], c["draft"], c["temps"], c["seeds"],
-                                c["offsets"], c["num"], method=method)
+                                c["offsets"], c["num"], method=method, draft_probs=probs)
     return got, want
 
 
@@ -53,9 +83,9 @@ SHAPES = [(3, 0, 1), (3, 3, 1), (4, 1, 7), (5, 7, 7), (4, 7, 4096), (3, 16, 4096
 @pytest.mark.parametrize("method", ["token", "block"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("batch,k,vocab", SHAPES)
-@pytest.mark.parametrize("onehot", [False, True], ids=["draft_logits", "onehot"])
-def test_rejection_sample_matches_reference(method, dtype, batch, k, vocab, onehot):
-    c = make_case(batch, k, vocab, dtype, seed=vocab + k, onehot=onehot, view_pad=1)
+@pytest.mark.parametrize("draft", DRAFT_FORMS)
+def test_rejection_sample_matches_reference(method, dtype, batch, k, vocab, draft):
+    c = make_case(batch, k, vocab, dtype, seed=vocab + k, view_pad=1, draft=draft)
     got, want = native_and_reference(c, method)
     assert_same(got, want)
     assert ((got.out_tokens >= -1) & (got.out_tokens < vocab)).all()
@@ -81,38 +111,98 @@ def test_mostly_accepted_drafts(method):
     assert torch.equal(got.accepted[sampled], c["num"][sampled])
 
 
+def _flatten(rows, num):
+    return None if rows is None else torch.cat([rows[b, :n] for b, n in enumerate(num)])
+
+
 def to_ragged(c):
-    """The same requests in the ragged layout (flattened rows, cu_num_draft offsets)."""
+    """The same requests in the ragged layout (flattened rows, cu_num_draft offsets); with
+    ``c["probs"]`` the draft rows returned are the flattened probabilities."""
     num = c["num"].tolist()
     cu = torch.tensor([0] + torch.tensor(num).cumsum(0).tolist(), dtype=torch.int64)
     t_rows = torch.cat([c["target"][b, : n + 1] for b, n in enumerate(num)])
     tokens = torch.cat([c["tokens"][b, :n] for b, n in enumerate(num)])
-    draft = None
-    if c["draft"] is not None:
-        draft = torch.cat([c["draft"][b, :n] for b, n in enumerate(num)])
+    draft = _flatten(c.get("probs") if c.get("probs") is not None else c["draft"], num)
     return t_rows, tokens, draft, cu
 
 
+def _draft_kwargs(c, rows):
+    """(draft_logits, extra keyword arguments) passing ``rows`` in the case's draft form."""
+    if c.get("probs") is not None:
+        return None, dict(draft_probs=rows)
+    return rows, {}
+
+
 @pytest.mark.parametrize("method", ["token", "block"])
-@pytest.mark.parametrize("onehot", [False, True], ids=["draft_logits", "onehot"])
+@pytest.mark.parametrize("draft", DRAFT_FORMS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_ragged_layout_equals_padded(method, onehot, dtype):
-    c = make_case(7, 5, 513, dtype, seed=3, onehot=onehot)
-    t_rows, tokens, draft, cu = to_ragged(c)
+def test_ragged_layout_equals_padded(method, draft, dtype):
+    c = make_case(7, 5, 513, dtype, seed=3, draft=draft)
+    t_rows, tokens, draft_rows, cu = to_ragged(c)
     k = c["tokens"].shape[1]
     padded = dspark_ext.rejection_sample(c["target"], c["tokens"], c["draft"], c["temps"],
-                                         c["seeds"], c["offsets"], c["num"], method=method)
-    ragged = dspark_ext.rejection_sample(t_rows, tokens, draft, c["temps"], c["seeds"],
+                                         c["seeds"], c["offsets"], c["num"], method=method,
+                                         **_draft_kwargs(c, c.get("probs"))[1])
+    d_logits, kw = _draft_kwargs(c, draft_rows)
+    ragged = dspark_ext.rejection_sample(t_rows, tokens, d_logits, c["temps"], c["seeds"],
                                          c["offsets"], method=method, cu_num_draft=cu,
-                                         max_num_draft=k)
+                                         max_num_draft=k, **kw)
     assert torch.equal(padded.accepted, ragged.accepted)
     assert torch.equal(padded.out_tokens, ragged.out_tokens)
     assert torch.equal(padded.num_emitted, ragged.num_emitted)
     flat = torch.cat([padded.accept_flags[b, :n] for b, n in enumerate(c["num"].tolist())])
     assert torch.equal(flat, ragged.accept_flags)
-    want = ref.rejection_sample_ragged(t_rows, tokens, draft, cu, k, c["temps"], c["seeds"],
-                                       c["offsets"], method=method)
+    want = ref.rejection_sample_ragged(t_rows, tokens, d_logits, cu, k, c["temps"], c["seeds"],
+                                       c["offsets"], method=method, **kw)
     assert_same(ragged, want)
+
+
+@pytest.mark.parametrize("method", ["token", "block"])
+@pytest.mark.parametrize("layout", ["padded", "ragged"])
+def test_draft_probs_give_the_tokens_of_draft_logits(method, layout):
+    """draft_probs = softmax(d / T) and draft_logits = d draw from the same Philox streams, so
+    they emit the same tokens (the q values differ only by float32 rounding, which moves no
+    decision for these seeds)."""
+    c = make_case(48, 7, 1000, torch.float32, seed=31)
+    q = probs_of(c["draft"], c["temps"], torch.float32)
+    args = (c["temps"], c["seeds"], c["offsets"])
+    if layout == "padded":
+        from_logits = dspark_ext.rejection_sample(c["target"], c["tokens"], c["draft"], *args,
+                                                  c["num"], method=method)
+        from_probs = dspark_ext.rejection_sample(c["target"], c["tokens"], None, *args,
+                                                 c["num"], method=method, draft_probs=q)
+    else:
+        t_rows, tokens, d_rows, cu = to_ragged(c)
+        kw = dict(method=method, cu_num_draft=cu, max_num_draft=7)
+        from_logits = dspark_ext.rejection_sample(t_rows, tokens, d_rows, *args, **kw)
+        from_probs = dspark_ext.rejection_sample(t_rows, tokens, None, *args,
+                                                 draft_probs=_flatten(q, c["num"].tolist()),
+                                                 **kw)
+    assert_same(from_probs, from_logits)
+    sampled = c["temps"] > 0
+    # Not a vacuous check: the sampled rows both accept and reject.
+    assert 0 < int((from_logits.accepted[sampled] < c["num"][sampled]).sum()) < int(sampled.sum())
+
+
+@pytest.mark.parametrize("method", ["token", "block"])
+@pytest.mark.parametrize("bad", [math.nan, -0.5, math.inf, -math.inf, 0.0, 1e-40])
+def test_invalid_draft_prob_at_the_draft_token_rejects(method, bad):
+    """Documented policy: a NaN, infinite, negative, zero or subnormal draft probability is
+    q = 0, so a draft token there is never accepted (q(x) = 0 => reject), and the correction
+    comes from max(p - q, 0) with q = 0 at that entry."""
+    n, vocab = 400, 6
+    g = torch.Generator().manual_seed(2)
+    t = torch.randn(n, 2, vocab, generator=g)
+    q = torch.softmax(torch.randn(n, 1, vocab, generator=g), -1)
+    q[:, 0, 2] = bad
+    x = torch.full((n, 1), 2)
+    res = dspark_ext.rejection_sample(t, x, None, 1.0, torch.arange(n), 0, method=method,
+                                      draft_probs=q)
+    assert (res.accepted == 0).all()
+    assert ((res.out_tokens[:, 0] >= 0) & (res.out_tokens[:, 0] < vocab)).all()
+    want = ref.rejection_sample(t, x, None, torch.ones(n), torch.arange(n),
+                                torch.zeros(n, dtype=torch.int64), method=method, draft_probs=q)
+    assert_same(res, want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

@@ -55,20 +55,46 @@ def lossless_pvalues(completed, p):
     return marg, joint
 
 
-def run_native(method, temperature, onehot, scenario="mixed4", n=N_ROWS, seed=0):
+DRAFT_FORMS = ["draft_logits", "draft_probs", "onehot"]
+# Deliberately wrong uses of the draft-probabilities input (negative controls of the
+# draft_probs path): the drafts are sampled from q = softmax(d / T), but the op is handed
+# - "probs_as_logits": q as draft_logits (the op then uses softmax(q / T));
+# - "untempered_probs": softmax(d) at T = 1 as draft_probs (the temperature left out).
+PROBS_BUGS = ("probs_as_logits", "untempered_probs")
+
+
+def draft_input(draft, d_logits, temperature, n):
+    """(draft_logits, draft_probs) tensors [n, K, V] for the op in form ``draft`` (a
+    DRAFT_FORMS entry or a PROBS_BUGS control)."""
+    k, vocab = d_logits.shape
+    rows = lambda a: torch.tensor(a, dtype=torch.float32).expand(n, k, vocab)  # noqa: E731
+    if draft == "draft_logits":
+        return rows(d_logits), None
+    if draft == "draft_probs":
+        return None, rows(softmax(d_logits, temperature))
+    if draft == "probs_as_logits":
+        return rows(softmax(d_logits, temperature)), None
+    if draft == "untempered_probs":
+        return None, rows(softmax(d_logits, 1.0))
+    assert draft == "onehot", draft
+    return None, None
+
+
+def run_native(method, temperature, draft, scenario="mixed4", n=N_ROWS, seed=0):
     t_logits, d_logits = SCENARIOS[scenario]
     k, vocab = d_logits.shape
     p = softmax(t_logits, temperature)
     q = softmax(d_logits, temperature)
     rng = np.random.default_rng(seed)
     # One-hot drafts may come from any rule; use a law unrelated to q to stress it.
-    draft_law = np.full((k, vocab), 1.0 / vocab) if onehot else q
+    draft_law = np.full((k, vocab), 1.0 / vocab) if draft == "onehot" else q
     x = verify_sim.draft_tokens(draft_law, n, rng)
     target = torch.tensor(t_logits, dtype=torch.float32).expand(n, k + 1, vocab)
-    draft = None if onehot else torch.tensor(d_logits, dtype=torch.float32).expand(n, k, vocab)
+    d_rows, q_rows = draft_input(draft, d_logits, temperature, n)
     res = dspark_ext.rejection_sample(
-        target, torch.from_numpy(x), draft, float(temperature),
-        seed=torch.arange(n, dtype=torch.int64) * 7919 + 17 + seed, offset=5, method=method)
+        target, torch.from_numpy(x), d_rows, float(temperature),
+        seed=torch.arange(n, dtype=torch.int64) * 7919 + 17 + seed, offset=5, method=method,
+        draft_probs=q_rows)
     out = res.out_tokens.numpy()
     emitted = res.num_emitted.numpy()
     assert (emitted == res.accepted.numpy() + 1).all()
@@ -77,14 +103,25 @@ def run_native(method, temperature, onehot, scenario="mixed4", n=N_ROWS, seed=0)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["token", "block"])
-@pytest.mark.parametrize("onehot", [False, True], ids=["draft_logits", "onehot"])
+@pytest.mark.parametrize("draft", DRAFT_FORMS)
 @pytest.mark.parametrize("temperature", [0.6, 1.0, 1.7])
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_native_op_is_lossless(method, onehot, temperature, scenario):
-    completed, p, _ = run_native(method, temperature, onehot, scenario)
+def test_native_op_is_lossless(method, draft, temperature, scenario):
+    completed, p, _ = run_native(method, temperature, draft, scenario)
     marg, joint = lossless_pvalues(completed, p)
     assert min(marg) > ALPHA, marg
     assert joint > ALPHA, joint
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["token", "block"])
+@pytest.mark.parametrize("bug", PROBS_BUGS)
+def test_draft_probs_negative_controls_are_rejected(method, bug):
+    """The test above, on the draft-probabilities path, rejects the wrong law: q handed over
+    as logits, or without the temperature."""
+    completed, p, _ = run_native(method, 0.6, bug, "mixed4")
+    marg, joint = lossless_pvalues(completed, p)
+    assert min(min(marg), joint) < ALPHA, (bug, marg, joint)
 
 
 # Each negative control runs on the scenario where its bug matters.
@@ -125,11 +162,11 @@ def test_negative_controls_are_rejected(method, bug):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("onehot", [False, True], ids=["draft_logits", "onehot"])
+@pytest.mark.parametrize("draft", DRAFT_FORMS)
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_block_accepts_at_least_as_many_as_token(onehot, scenario):
-    tok = run_native("token", 1.0, onehot, scenario, seed=3)[2].accepted.double()
-    blk = run_native("block", 1.0, onehot, scenario, seed=4)[2].accepted.double()
+def test_block_accepts_at_least_as_many_as_token(draft, scenario):
+    tok = run_native("token", 1.0, draft, scenario, seed=3)[2].accepted.double()
+    blk = run_native("block", 1.0, draft, scenario, seed=4)[2].accepted.double()
     se = float(torch.sqrt(tok.var() / tok.numel() + blk.var() / blk.numel()))
     assert blk.mean() >= tok.mean() - 5 * se, (blk.mean(), tok.mean(), se)
 

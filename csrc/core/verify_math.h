@@ -85,6 +85,26 @@ struct LsePair {
   float draft;
 };
 
+// Draft-probability policy (documented in README "Draft probabilities"): a draft row given as
+// probabilities q (rejection_sample's draft_probs) is used as given, not renormalised (as
+// vLLM's own sampler does: its rows are softmax outputs). An entry that is NaN, +-inf,
+// negative, zero or below the smallest normal float (2^-126) counts as q = 0, like a masked
+// logit; every other entry is q itself.
+constexpr float kMinNormal = 1.17549435e-38f;
+
+template <typename F>
+DSPARK_FN F draft_prob(F value) {
+  // NaN fails both comparisons.
+  return select_f(value >= F(kMinNormal), select_f(value <= F(kFloatMax), value, F(0.0f)),
+                  F(0.0f));
+}
+
+// log2 q of a draft probability (after draft_prob): -inf for q = 0.
+DSPARK_FN float draft_log_prob_of(float value) {
+  const float q = draft_prob(value);
+  return q > 0.0f ? log2_pos_f(q) : kNegInf;
+}
+
 // log2 p(x) from a scaled logit and the row's lse; -inf when masked.
 template <typename F>
 DSPARK_FN F log_prob(F scaled, F lse) {

@@ -14,6 +14,7 @@ struct VerifyProblem {
   // Inputs.
   const scalar_t* target = nullptr;    // padded [B, K+1, V] or ragged [T+B, V]; last dim dense
   const scalar_t* draft = nullptr;     // padded [B, K, V] or ragged [T, V]; null = one-hot
+  bool draft_probs = false;            // draft holds probabilities q, not logits
   const int64_t* draft_tokens = nullptr;  // padded [B, K] or ragged [T]
   const int64_t* num_draft = nullptr;  // padded [B] or null (= K)
   const int64_t* cu_num_draft = nullptr;  // ragged [B+1]; null = padded layout

@@ -7,11 +7,14 @@
 //   int64_t vocab() const;
 //   int64_t draft_token(int64_t k) const;            // raw id, may be out of range
 //   float target_logit(int64_t k, int64_t v) const;   // one element of target row k
-//   float draft_logit(int64_t k, int64_t v) const;    // one element of draft row k
-//   bool has_draft_logits() const;                    // false: one-hot drafts (q = delta)
+//   float draft_value(int64_t k, int64_t v) const;    // one element of draft row k
+//   bool has_draft_row() const;                       // false: one-hot drafts (q = delta)
+//   bool draft_is_probs() const;                      // draft rows hold q itself (draft
+//                                                    // probabilities), not logits
 //   LsePair row_lses(int64_t k, float scale);         // reductions over whole rows: the
 //                                                    // log2-sum-exp2 of target and draft row
-//                                                    // k (draft 0 for one-hot drafts)
+//                                                    // k (draft 0 for one-hot drafts and
+//                                                    // draft probabilities: no pass)
 //   float residual_mass(int64_t k, float scale, float w, float lse_t, float lse_d,
 //                       int64_t onehot);             // sum_x max(w p - q, 0)
 //   int64_t sample_residual(int64_t k, float scale, float w, float lse_t, float lse_d,
@@ -75,19 +78,21 @@ C10_HOST_DEVICE void verify_row_greedy(Exec& ex, int64_t num_draft) {
   ex.finish(num_draft, num_draft + 1);
 }
 
-// log q(x) for draft token x at position k (one-hot drafts: q(x) = 1).
+// log2 q(x) for draft token x at position k (one-hot drafts: q(x) = 1; draft probabilities:
+// q(x) is the element itself, under the draft_prob policy of verify_math.h).
 template <class Exec>
 C10_HOST_DEVICE inline float draft_log_prob(Exec& ex, int64_t k, int64_t x, float scale,
                                             float lse_d) {
-  if (!ex.has_draft_logits()) return 0.0f;
-  return log_prob(masked_scaled(ex.draft_logit(k, x), scale), lse_d);
+  if (!ex.has_draft_row()) return 0.0f;
+  if (ex.draft_is_probs()) return draft_log_prob_of(ex.draft_value(k, x));
+  return log_prob(masked_scaled(ex.draft_value(k, x), scale), lse_d);
 }
 
 // SPEC §3.2: token-wise rejection sampling.
 template <class Exec>
 C10_HOST_DEVICE void verify_row_token(Exec& ex, const RowParams& rp) {
   const float scale = verify_scale(1.0f / rp.temperature);
-  const bool onehot = !ex.has_draft_logits();
+  const bool onehot = !ex.has_draft_row();
   for (int64_t k = 0; k < rp.num_draft; ++k) {
     const int64_t x = ex.draft_token(k);
     const bool valid = draft_in_vocab(ex, x);
@@ -121,7 +126,7 @@ C10_HOST_DEVICE void verify_row_token(Exec& ex, const RowParams& rp) {
 template <class Exec>
 C10_HOST_DEVICE void verify_row_block(Exec& ex, const RowParams& rp) {
   const float scale = verify_scale(1.0f / rp.temperature);
-  const bool onehot = !ex.has_draft_logits();
+  const bool onehot = !ex.has_draft_row();
   const int64_t l = rp.num_draft;
   float log_w = 0.0f;  // log w_0
   int64_t tau = 0;

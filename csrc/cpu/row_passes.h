@@ -153,14 +153,18 @@ int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStr
   return best.index;
 }
 
-// Probabilities p (target) and q (draft, or the one-hot delta at `onehot`) of a chunk.
+// Probabilities p (target) and q (draft, or the one-hot delta at `onehot`) of a chunk. The
+// draft row holds logits, or q itself when d_probs (core/verify_math.h draft_prob).
 template <typename scalar_t>
-inline void chunk_probs(const scalar_t* t_row, const scalar_t* d_row, int64_t c, int64_t n,
-                        float scale, float lse_t, float lse_d, int64_t onehot,
+inline void chunk_probs(const scalar_t* t_row, const scalar_t* d_row, bool d_probs, int64_t c,
+                        int64_t n, float scale, float lse_t, float lse_d, int64_t onehot,
                         float* __restrict__ p, float* __restrict__ q) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) p[i] = prob(masked_scaled(to_float(t_row[c + i]), scale), lse_t);
-  if (d_row != nullptr) {
+  if (d_row != nullptr && d_probs) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) q[i] = draft_prob(to_float(d_row[c + i]));
+  } else if (d_row != nullptr) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) q[i] = prob(masked_scaled(to_float(d_row[c + i]), scale), lse_d);
   } else {
@@ -170,14 +174,15 @@ inline void chunk_probs(const scalar_t* t_row, const scalar_t* d_row, int64_t c,
 
 // Z = sum_x max(w p(x) - q(x), 0).
 template <typename scalar_t>
-float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
-                        float scale, float w, float lse_t, float lse_d, int64_t onehot) {
+float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, bool d_probs,
+                        int64_t vocab, float scale, float w, float lse_t, float lse_d,
+                        int64_t onehot) {
   alignas(64) float p[kChunk];
   alignas(64) float q[kChunk];
   float z = 0.0f;
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
-    chunk_probs(t_row, d_row, c, n, scale, lse_t, lse_d, onehot, p, q);
+    chunk_probs(t_row, d_row, d_probs, c, n, scale, lse_t, lse_d, onehot, p, q);
 #pragma omp simd reduction(+ : z)
     for (int64_t i = 0; i < n; ++i) z += residual_weight(w, p[i], q[i]);
   }
@@ -187,16 +192,16 @@ float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vo
 // Exponential race over max(w p - q, 0); falls back to a sample of p (same race, weights p)
 // when the residual has no mass; -1 only when the target row is fully masked.
 template <typename scalar_t>
-int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
-                            float scale, float w, float lse_t, float lse_d, int64_t onehot,
-                            const RngStream& rng) {
+int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, bool d_probs,
+                            int64_t vocab, float scale, float w, float lse_t, float lse_d,
+                            int64_t onehot, const RngStream& rng) {
   alignas(64) float p[kChunk];
   alignas(64) float q[kChunk];
   alignas(64) float e[kChunk];
   ChunkArgMax best_res, best_p;
   for (int64_t c = 0; c < vocab; c += kChunk) {
     const int64_t n = std::min(kChunk, vocab - c);
-    chunk_probs(t_row, d_row, c, n, scale, lse_t, lse_d, onehot, p, q);
+    chunk_probs(t_row, d_row, d_probs, c, n, scale, lse_t, lse_d, onehot, p, q);
     fill_neg_log2_uniform(rng, c, n, e, /*reciprocal=*/true);
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) {
@@ -222,17 +227,18 @@ struct Passes {
     return generic::row_sample(row, vocab, scale, rng);
   }
   template <typename scalar_t>
-  static float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
-                                 float scale, float w, float lse_t, float lse_d,
+  static float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, bool d_probs,
+                                 int64_t vocab, float scale, float w, float lse_t, float lse_d,
                                  int64_t onehot) {
-    return generic::row_residual_mass(t_row, d_row, vocab, scale, w, lse_t, lse_d, onehot);
+    return generic::row_residual_mass(t_row, d_row, d_probs, vocab, scale, w, lse_t, lse_d,
+                                      onehot);
   }
   template <typename scalar_t>
-  static int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row,
+  static int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, bool d_probs,
                                      int64_t vocab, float scale, float w, float lse_t,
                                      float lse_d, int64_t onehot, const RngStream& rng) {
-    return generic::row_sample_residual(t_row, d_row, vocab, scale, w, lse_t, lse_d, onehot,
-                                        rng);
+    return generic::row_sample_residual(t_row, d_row, d_probs, vocab, scale, w, lse_t, lse_d,
+                                        onehot, rng);
   }
 };
 

@@ -207,12 +207,14 @@ int64_t row_sample(const scalar_t* row, int64_t vocab, float scale, const RngStr
   });
 }
 
-// p and q of lanes [j, j + kLanes) of chunk c (q: draft row, or the delta at `onehot`).
+// p and q of lanes [j, j + kLanes) of chunk c (q: draft row of logits, or of probabilities
+// when d_probs, or the delta at `onehot`).
 template <class V, typename scalar_t>
 struct ResidualLanes {
   using F = typename V::F;
   const scalar_t* t_row;
   const scalar_t* d_row;  // nullptr: one-hot drafts
+  bool d_probs;
   int64_t vocab;
   float scale_f, lse_t_f, lse_d_f;
   int64_t onehot;
@@ -224,7 +226,9 @@ struct ResidualLanes {
   }
   void probs(int64_t c, int64_t n, int64_t j, F* p, F* q) const {
     *p = row_prob(masked_scaled(chunk_vector<V>(t_row, c, n, j), scale), lse_t, t_finite);
-    if (d_row != nullptr) {
+    if (d_row != nullptr && d_probs) {
+      *q = draft_prob(chunk_vector<V>(d_row, c, n, j));  // lanes past n: -inf, so 0
+    } else if (d_row != nullptr) {
       *q = row_prob(masked_scaled(chunk_vector<V>(d_row, c, n, j), scale), lse_d, d_finite);
     } else {
       const int64_t at = onehot - (c + j);  // the one-hot lane within these, if any
@@ -241,10 +245,12 @@ struct ResidualLanes {
 
 // Z = sum_x max(w p(x) - q(x), 0) (as row_passes.h row_residual_mass).
 template <class V, typename scalar_t>
-float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
-                        float scale, float w, float lse_t, float lse_d, int64_t onehot) {
+float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, bool d_probs,
+                        int64_t vocab, float scale, float w, float lse_t, float lse_d,
+                        int64_t onehot) {
   using F = typename V::F;
-  const ResidualLanes<V, scalar_t> lanes{t_row, d_row, vocab, scale, lse_t, lse_d, onehot};
+  const ResidualLanes<V, scalar_t> lanes{t_row, d_row, d_probs, vocab, scale, lse_t, lse_d,
+                                         onehot};
   const F vw(w);
   float z = 0.0f;
   for (int64_t c = 0; c < vocab; c += kChunk) {
@@ -282,10 +288,11 @@ int64_t race(const ResidualLanes<V, scalar_t>& lanes, float w, const RngStream& 
 // As row_passes.h row_sample_residual: the residual race, and the race over p (same E per
 // lane) only when the residual has no mass.
 template <class V, typename scalar_t>
-int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
-                            float scale, float w, float lse_t, float lse_d, int64_t onehot,
-                            const RngStream& rng) {
-  const ResidualLanes<V, scalar_t> lanes{t_row, d_row, vocab, scale, lse_t, lse_d, onehot};
+int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, bool d_probs,
+                            int64_t vocab, float scale, float w, float lse_t, float lse_d,
+                            int64_t onehot, const RngStream& rng) {
+  const ResidualLanes<V, scalar_t> lanes{t_row, d_row, d_probs, vocab, scale, lse_t, lse_d,
+                                         onehot};
   const int64_t y = race<V, scalar_t, false>(lanes, w, rng);
   return y >= 0 ? y : race<V, scalar_t, true>(lanes, w, rng);
 }
@@ -303,17 +310,18 @@ struct Passes {
     return simd::row_sample<V>(row, vocab, scale, rng);
   }
   template <typename scalar_t>
-  static float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, int64_t vocab,
-                                 float scale, float w, float lse_t, float lse_d,
+  static float row_residual_mass(const scalar_t* t_row, const scalar_t* d_row, bool d_probs,
+                                 int64_t vocab, float scale, float w, float lse_t, float lse_d,
                                  int64_t onehot) {
-    return simd::row_residual_mass<V>(t_row, d_row, vocab, scale, w, lse_t, lse_d, onehot);
+    return simd::row_residual_mass<V>(t_row, d_row, d_probs, vocab, scale, w, lse_t, lse_d,
+                                      onehot);
   }
   template <typename scalar_t>
-  static int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row,
+  static int64_t row_sample_residual(const scalar_t* t_row, const scalar_t* d_row, bool d_probs,
                                      int64_t vocab, float scale, float w, float lse_t,
                                      float lse_d, int64_t onehot, const RngStream& rng) {
-    return simd::row_sample_residual<V>(t_row, d_row, vocab, scale, w, lse_t, lse_d, onehot,
-                                        rng);
+    return simd::row_sample_residual<V>(t_row, d_row, d_probs, vocab, scale, w, lse_t, lse_d,
+                                        onehot, rng);
   }
 };
 

@@ -34,26 +34,28 @@ struct CpuRowExec {
   int64_t vocab() const { return pb.vocab; }
   int64_t draft_token(int64_t k) const { return pb.draft_token(b, k); }
   float target_logit(int64_t k, int64_t v) const { return to_float(pb.target_row(b, k)[v]); }
-  float draft_logit(int64_t k, int64_t v) const { return to_float(pb.draft_row(b, k)[v]); }
-  bool has_draft_logits() const { return pb.draft != nullptr; }
+  float draft_value(int64_t k, int64_t v) const { return to_float(pb.draft_row(b, k)[v]); }
+  bool has_draft_row() const { return pb.draft != nullptr; }
+  bool draft_is_probs() const { return pb.draft_probs; }
   const scalar_t* draft_row_or_null(int64_t k) const {
     return pb.draft != nullptr ? pb.draft_row(b, k) : nullptr;
   }
 
   LsePair row_lses(int64_t k, float scale) {
     // Two passes: fusing the rows into one loop measured no faster (the passes are bound by
-    // the exp throughput, not by loads).
+    // the exp throughput, not by loads). Draft probabilities need no log-sum-exp.
     const float lse_t = passes::row_lse(pb.target_row(b, k), pb.vocab, scale);
-    return LsePair{lse_t, pb.draft != nullptr ? passes::row_lse(pb.draft_row(b, k), pb.vocab, scale) : 0.0f};
+    const bool draft_lse = pb.draft != nullptr && !pb.draft_probs;
+    return LsePair{lse_t, draft_lse ? passes::row_lse(pb.draft_row(b, k), pb.vocab, scale) : 0.0f};
   }
   float residual_mass(int64_t k, float scale, float w, float lse_t, float lse_d, int64_t onehot) {
-    return passes::row_residual_mass(pb.target_row(b, k), draft_row_or_null(k), pb.vocab, scale, w,
-                             lse_t, lse_d, onehot);
+    return passes::row_residual_mass(pb.target_row(b, k), draft_row_or_null(k), pb.draft_probs,
+                                     pb.vocab, scale, w, lse_t, lse_d, onehot);
   }
   int64_t sample_residual(int64_t k, float scale, float w, float lse_t, float lse_d,
                           int64_t onehot, RngStream rng) {
-    return passes::row_sample_residual(pb.target_row(b, k), draft_row_or_null(k), pb.vocab, scale, w,
-                               lse_t, lse_d, onehot, rng);
+    return passes::row_sample_residual(pb.target_row(b, k), draft_row_or_null(k), pb.draft_probs,
+                                       pb.vocab, scale, w, lse_t, lse_d, onehot, rng);
   }
   int64_t sample_target(int64_t k, float scale, RngStream rng) {
     return passes::row_sample(pb.target_row(b, k), pb.vocab, scale, rng);
@@ -110,7 +112,7 @@ VerifyOutputs dispatch(VerifyArgs args) {
 
 VerifyOutputs verify_greedy_cpu(const at::Tensor& target_logits, const at::Tensor& draft_tokens,
                                 const std::optional<at::Tensor>& num_draft) {
-  return dispatch(make_padded_args("verify_greedy", target_logits, draft_tokens, std::nullopt,
+  return dispatch(make_padded_args("verify_greedy", target_logits, draft_tokens, DraftInput{},
                                    num_draft, std::nullopt, std::nullopt, std::nullopt, false));
 }
 
@@ -118,7 +120,7 @@ VerifyOutputs verify_greedy_ragged_cpu(const at::Tensor& target_logits,
                                        const at::Tensor& draft_tokens,
                                        const at::Tensor& cu_num_draft, int64_t max_num_draft) {
   return dispatch(make_ragged_args("verify_greedy_ragged", target_logits, draft_tokens,
-                                   std::nullopt, cu_num_draft, max_num_draft, std::nullopt,
+                                   DraftInput{}, cu_num_draft, max_num_draft, std::nullopt,
                                    std::nullopt, std::nullopt, false));
 }
 
@@ -127,8 +129,10 @@ VerifyOutputs rejection_sample_cpu(const at::Tensor& target_logits,
                                    const std::optional<at::Tensor>& draft_logits,
                                    const at::Tensor& temperature, const at::Tensor& seed,
                                    const at::Tensor& offset,
-                                   const std::optional<at::Tensor>& num_draft, bool block) {
-  return dispatch(make_padded_args("rejection_sample", target_logits, draft_tokens, draft_logits,
+                                   const std::optional<at::Tensor>& num_draft, bool block,
+                                   const std::optional<at::Tensor>& draft_probs) {
+  return dispatch(make_padded_args("rejection_sample", target_logits, draft_tokens,
+                                   DraftInput::of("rejection_sample", draft_logits, draft_probs),
                                    num_draft, temperature, seed, offset, block));
 }
 
@@ -137,10 +141,12 @@ VerifyOutputs rejection_sample_ragged_cpu(const at::Tensor& target_logits,
                                           const std::optional<at::Tensor>& draft_logits,
                                           const at::Tensor& cu_num_draft, int64_t max_num_draft,
                                           const at::Tensor& temperature, const at::Tensor& seed,
-                                          const at::Tensor& offset, bool block) {
-  return dispatch(make_ragged_args("rejection_sample_ragged", target_logits, draft_tokens,
-                                   draft_logits, cu_num_draft, max_num_draft, temperature, seed,
-                                   offset, block));
+                                          const at::Tensor& offset, bool block,
+                                          const std::optional<at::Tensor>& draft_probs) {
+  return dispatch(make_ragged_args(
+      "rejection_sample_ragged", target_logits, draft_tokens,
+      DraftInput::of("rejection_sample_ragged", draft_logits, draft_probs), cu_num_draft,
+      max_num_draft, temperature, seed, offset, block));
 }
 
 }  // namespace

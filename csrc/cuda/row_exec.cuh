@@ -25,6 +25,7 @@ struct CudaRowExec {
   int64_t target_sk;
   const scalar_t* draft;  // nullptr: one-hot drafts
   int64_t draft_sk;
+  bool draft_probs;       // draft rows hold probabilities
   const int64_t* tokens;
   int64_t tokens_sk;
   int64_t vocab_;
@@ -44,6 +45,7 @@ struct CudaRowExec {
     ex.target_sk = pb.target_sk;
     ex.draft = pb.draft != nullptr ? pb.draft_row(b, 0) : nullptr;
     ex.draft_sk = pb.draft_sk;
+    ex.draft_probs = pb.draft_probs;
     ex.tokens = pb.ragged() ? pb.draft_tokens + pb.ragged_start(b) * pb.tokens_sk
                             : pb.draft_tokens + b * pb.tokens_sb;
     ex.tokens_sk = pb.tokens_sk;
@@ -69,26 +71,31 @@ struct CudaRowExec {
   __device__ float target_logit(int64_t k, int64_t v) const {
     return load_scalar(target_row(k) + v);
   }
-  __device__ float draft_logit(int64_t k, int64_t v) const { return load_scalar(draft_row(k) + v); }
-  __device__ bool has_draft_logits() const { return draft != nullptr; }
+  __device__ float draft_value(int64_t k, int64_t v) const { return load_scalar(draft_row(k) + v); }
+  __device__ bool has_draft_row() const { return draft != nullptr; }
+  __device__ bool draft_is_probs() const { return draft_probs; }
 
   __device__ LsePair row_lses(int64_t k, float scale) {
     const float lse_t = block_row_lse<kThreads>(target_row(k), vocab_, scale, *scratch);
-    const float lse_d =
-        draft != nullptr ? block_row_lse<kThreads>(draft_row(k), vocab_, scale, *scratch) : 0.0f;
+    // Draft probabilities need no log-sum-exp (broadcast values: the block stays uniform).
+    const float lse_d = (draft != nullptr && !draft_probs)
+                            ? block_row_lse<kThreads>(draft_row(k), vocab_, scale, *scratch)
+                            : 0.0f;
     return LsePair{lse_t, lse_d};
   }
   __device__ float residual_mass(int64_t k, float scale, float w, float lse_t, float lse_d,
                                  int64_t onehot) {
     return block_residual_mass<kThreads>(target_row(k), draft_row_or_null(k), vocab_,
-                                         ResidualParams{scale, w, lse_t, lse_d, onehot},
+                                         ResidualParams{scale, w, lse_t, lse_d, onehot,
+                                                        draft_probs},
                                          *scratch);
   }
   __device__ int64_t sample_residual(int64_t k, float scale, float w, float lse_t, float lse_d,
                                      int64_t onehot, RngStream rng) {
     return block_sample_residual<kThreads>(target_row(k), draft_row_or_null(k), vocab_,
-                                           ResidualParams{scale, w, lse_t, lse_d, onehot}, rng,
-                                           *scratch);
+                                           ResidualParams{scale, w, lse_t, lse_d, onehot,
+                                                          draft_probs},
+                                           rng, *scratch);
   }
   __device__ int64_t sample_target(int64_t k, float scale, RngStream rng) {
     return block_row_sample<kThreads>(target_row(k), vocab_, scale, rng, *scratch);

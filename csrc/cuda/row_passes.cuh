@@ -193,20 +193,29 @@ __device__ __noinline__ int64_t block_row_sample(const scalar_t* row, int64_t vo
 }
 
 // What a residual pass needs besides the rows: max(w p - q, 0) with p = softmax(target / T),
-// q = softmax(draft / T) or, for one-hot drafts, the delta at `onehot`.
+// q = softmax(draft / T), the draft row itself (draft_probs: core/verify_math.h draft_prob)
+// or, for one-hot drafts, the delta at `onehot`.
 struct ResidualParams {
   float scale, w, lse_t, lse_d;
   int64_t onehot;
+  bool draft_probs;
 };
 
+// How a pass reads q (a template parameter: each form is its own loop).
+enum class DraftForm { kOneHot, kLogits, kProbs };
+
+template <DraftForm kForm>
+constexpr bool kReadsDraft = kForm != DraftForm::kOneHot;
+
 // p and q of lane i of unit u, as the CPU's chunk_probs computes them.
-template <typename scalar_t, bool kHasDraft>
-__device__ __forceinline__ void lane_probs(const ResidualParams& rp, int64_t u, int i,
-                                           int64_t vocab,
-                                           const typename TwoRows<scalar_t, kHasDraft>::Raw& r,
-                                           float& p, float& q) {
+template <typename scalar_t, DraftForm kForm>
+__device__ __forceinline__ void lane_probs(
+    const ResidualParams& rp, int64_t u, int i, int64_t vocab,
+    const typename TwoRows<scalar_t, kReadsDraft<kForm>>::Raw& r, float& p, float& q) {
   p = prob(masked_scaled(lane<scalar_t>(r.t, i), rp.scale), rp.lse_t);
-  if constexpr (kHasDraft) {
+  if constexpr (kForm == DraftForm::kProbs) {
+    q = draft_prob(lane<scalar_t>(r.d, i));
+  } else if constexpr (kForm == DraftForm::kLogits) {
     q = prob(masked_scaled(lane<scalar_t>(r.d, i), rp.scale), rp.lse_d);
   } else {
     const int64_t v = u * Unit<scalar_t>::kLanes + i;
@@ -214,11 +223,11 @@ __device__ __forceinline__ void lane_probs(const ResidualParams& rp, int64_t u, 
   }
 }
 
-template <int kThreads, typename scalar_t, bool kHasDraft>
+template <int kThreads, typename scalar_t, DraftForm kForm>
 __device__ __forceinline__ float residual_mass_pass(const scalar_t* target, const scalar_t* draft,
                                                     int64_t vocab, const ResidualParams& rp,
                                                     ReduceScratch& scratch) {
-  using Src = TwoRows<scalar_t, kHasDraft>;
+  using Src = TwoRows<scalar_t, kReadsDraft<kForm>>;
   constexpr int kLanes = Src::kLanes;
   float z = 0.0f;
   stream_row<kThreads, kStreamUnroll>(Src(target, draft, vocab),
@@ -226,7 +235,7 @@ __device__ __forceinline__ float residual_mass_pass(const scalar_t* target, cons
 #pragma unroll
     for (int i = 0; i < kLanes; ++i) {
       float p, q;
-      lane_probs<scalar_t, kHasDraft>(rp, u, i, vocab, r, p, q);
+      lane_probs<scalar_t, kForm>(rp, u, i, vocab, r, p, q);
       z += residual_weight(rp.w, p, q);
     }
   });
@@ -238,19 +247,25 @@ template <int kThreads, typename scalar_t>
 __device__ __noinline__ float block_residual_mass(const scalar_t* target, const scalar_t* draft,
                                                   int64_t vocab, ResidualParams rp,
                                                   ReduceScratch& scratch) {
-  return draft != nullptr
-             ? residual_mass_pass<kThreads, scalar_t, true>(target, draft, vocab, rp, scratch)
-             : residual_mass_pass<kThreads, scalar_t, false>(target, draft, vocab, rp, scratch);
+  if (draft == nullptr) {
+    return residual_mass_pass<kThreads, scalar_t, DraftForm::kOneHot>(target, draft, vocab, rp,
+                                                                      scratch);
+  }
+  return rp.draft_probs
+             ? residual_mass_pass<kThreads, scalar_t, DraftForm::kProbs>(target, draft, vocab,
+                                                                         rp, scratch)
+             : residual_mass_pass<kThreads, scalar_t, DraftForm::kLogits>(target, draft, vocab,
+                                                                          rp, scratch);
 }
 
 // One exponential race over the row: weights max(w p - q, 0) (the residual), or p alone
 // (kOverP, the fallback). Keys are race_key(weight, 1/E) with each lane's Philox E, as on
 // the CPU.
-template <int kThreads, typename scalar_t, bool kHasDraft, bool kOverP>
+template <int kThreads, typename scalar_t, DraftForm kForm, bool kOverP>
 __device__ __forceinline__ int64_t race_pass(const scalar_t* target, const scalar_t* draft,
                                              int64_t vocab, const ResidualParams& rp,
                                              const RngStream& rng, ReduceScratch& scratch) {
-  using Src = TwoRows<scalar_t, kHasDraft>;
+  using Src = TwoRows<scalar_t, kReadsDraft<kForm>>;
   constexpr int kLanes = Src::kLanes;
   constexpr int kGroups = Unit<scalar_t>::kPhiloxGroups;
   ThreadArgMax best;
@@ -264,7 +279,7 @@ __device__ __forceinline__ int64_t race_pass(const scalar_t* target, const scala
       for (int j = 0; j < 4; ++j) {
         const int i = 4 * g + j;
         float p, q;
-        lane_probs<scalar_t, kHasDraft>(rp, u, i, vocab, r, p, q);
+        lane_probs<scalar_t, kForm>(rp, u, i, vocab, r, p, q);
         const float weight = kOverP ? p : residual_weight(rp.w, p, q);
         best.offer(race_key(weight, inv_neg_log2_uniform(o.v[j])), u * kLanes + i);
       }
@@ -283,13 +298,19 @@ __device__ __noinline__ int64_t block_sample_residual(const scalar_t* target,
                                                       const scalar_t* draft, int64_t vocab,
                                                       ResidualParams rp, RngStream rng,
                                                       ReduceScratch& scratch) {
-  int64_t y = draft != nullptr
-                  ? race_pass<kThreads, scalar_t, true, false>(target, draft, vocab, rp, rng,
-                                                               scratch)
-                  : race_pass<kThreads, scalar_t, false, false>(target, draft, vocab, rp, rng,
+  constexpr DraftForm kOneHot = DraftForm::kOneHot;
+  int64_t y;
+  if (draft == nullptr) {
+    y = race_pass<kThreads, scalar_t, kOneHot, false>(target, draft, vocab, rp, rng, scratch);
+  } else if (rp.draft_probs) {
+    y = race_pass<kThreads, scalar_t, DraftForm::kProbs, false>(target, draft, vocab, rp, rng,
                                                                 scratch);
+  } else {
+    y = race_pass<kThreads, scalar_t, DraftForm::kLogits, false>(target, draft, vocab, rp, rng,
+                                                                 scratch);
+  }
   if (y < 0) {  // broadcast value: the whole block takes this branch or none of it does
-    y = race_pass<kThreads, scalar_t, false, true>(target, nullptr, vocab, rp, rng, scratch);
+    y = race_pass<kThreads, scalar_t, kOneHot, true>(target, nullptr, vocab, rp, rng, scratch);
   }
   return y;
 }

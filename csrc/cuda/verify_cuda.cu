@@ -69,7 +69,7 @@ std::optional<c10::Device> cuda_device_of(const at::Tensor& target_logits) {
 VerifyOutputs verify_greedy_cuda(const at::Tensor& target_logits, const at::Tensor& draft_tokens,
                                  const std::optional<at::Tensor>& num_draft) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
-  return dispatch(make_padded_args("verify_greedy", target_logits, draft_tokens, std::nullopt,
+  return dispatch(make_padded_args("verify_greedy", target_logits, draft_tokens, DraftInput{},
                                    num_draft, std::nullopt, std::nullopt, std::nullopt, false));
 }
 
@@ -78,7 +78,7 @@ VerifyOutputs verify_greedy_ragged_cuda(const at::Tensor& target_logits,
                                         const at::Tensor& cu_num_draft, int64_t max_num_draft) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
   return dispatch(make_ragged_args("verify_greedy_ragged", target_logits, draft_tokens,
-                                   std::nullopt, cu_num_draft, max_num_draft, std::nullopt,
+                                   DraftInput{}, cu_num_draft, max_num_draft, std::nullopt,
                                    std::nullopt, std::nullopt, false));
 }
 
@@ -87,9 +87,11 @@ VerifyOutputs rejection_sample_cuda(const at::Tensor& target_logits,
                                     const std::optional<at::Tensor>& draft_logits,
                                     const at::Tensor& temperature, const at::Tensor& seed,
                                     const at::Tensor& offset,
-                                    const std::optional<at::Tensor>& num_draft, bool block) {
+                                    const std::optional<at::Tensor>& num_draft, bool block,
+                                    const std::optional<at::Tensor>& draft_probs) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
-  return dispatch(make_padded_args("rejection_sample", target_logits, draft_tokens, draft_logits,
+  return dispatch(make_padded_args("rejection_sample", target_logits, draft_tokens,
+                                   DraftInput::of("rejection_sample", draft_logits, draft_probs),
                                    num_draft, temperature, seed, offset, block));
 }
 
@@ -98,11 +100,13 @@ VerifyOutputs rejection_sample_ragged_cuda(const at::Tensor& target_logits,
                                            const std::optional<at::Tensor>& draft_logits,
                                            const at::Tensor& cu_num_draft, int64_t max_num_draft,
                                            const at::Tensor& temperature, const at::Tensor& seed,
-                                           const at::Tensor& offset, bool block) {
+                                           const at::Tensor& offset, bool block,
+                                           const std::optional<at::Tensor>& draft_probs) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
-  return dispatch(make_ragged_args("rejection_sample_ragged", target_logits, draft_tokens,
-                                   draft_logits, cu_num_draft, max_num_draft, temperature, seed,
-                                   offset, block));
+  return dispatch(make_ragged_args(
+      "rejection_sample_ragged", target_logits, draft_tokens,
+      DraftInput::of("rejection_sample_ragged", draft_logits, draft_probs), cu_num_draft,
+      max_num_draft, temperature, seed, offset, block));
 }
 
 }  // namespace

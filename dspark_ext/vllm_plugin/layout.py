@@ -12,12 +12,15 @@ What vLLM's v1 model runner hands ``RejectionSampler.forward`` (``SpecDecodeMeta
 * ``draft_probs`` float32 ``[N, V]`` (the law each draft token was sampled from) or ``None``
   (n-gram and other deterministic drafters: one-hot drafts).
 
-dspark's ragged ops take int64 ``cu_num_draft [B + 1]`` with a leading 0, int64 draft ids,
-and draft *logits* at the request's temperature: the op computes ``q = softmax(d / T)``.
+dspark's ragged ops take int64 ``cu_num_draft [B + 1]`` with a leading 0 and int64 draft
+ids. vLLM's ``draft_probs`` pass straight through as the op's ``draft_probs``: they are
+``softmax(draft_logits / T)`` in float32 (``compute_probs_and_sample_next_token`` in
+``vllm/v1/spec_decode/llm_base_proposer.py``), the law the drafts were sampled from, already
+at the request's temperature (greedy requests' rows at T = 1, which the op does not read).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -52,34 +55,24 @@ def target_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def draft_logits_from_probs(draft_probs: Optional[torch.Tensor], temperature: torch.Tensor,
-                            counts: torch.Tensor,
-                            workspace: Optional[dict] = None) -> Optional[torch.Tensor]:
-    """Draft logits ``d = log(q) * T`` whose ``softmax(d / T)`` inside the op is the drafter's
-    law ``q`` (per request temperature ``temperature [B]``, expanded over its ``l_r`` rows).
+def draft_inputs(rows: torch.Tensor, draft_probs: Optional[torch.Tensor]
+                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(target rows, draft probabilities)`` in one kernel dtype, as the op needs them.
 
-    ``log(0) = -inf`` is a masked logit, i.e. probability zero, as it should be. Rows of greedy
-    requests (``T = 0``) are not read by the op; they get the factor 1 so that no NaN
-    (``-inf * 0``) is ever formed. ``None`` (one-hot drafts) stays ``None``. The logits are
-    written into ``workspace["draft"]`` (grown as needed and kept by the caller), so a serving
-    loop does not allocate, and page-fault, a fresh ``[N, V]`` tensor every step.
+    vLLM's ``draft_probs`` ``[N, V]`` (or ``None``: one-hot drafts) are used as they are, with
+    no conversion to logits and no pass over them. The op wants both in the same dtype: when
+    they differ (e.g. bfloat16 logits next to vLLM's float32 probabilities) both become
+    float32, as vLLM's own sampler does with the target logits; probabilities are never
+    rounded to a narrower dtype. A non-contiguous vocabulary dimension is made contiguous.
     """
     if draft_probs is None:
-        return None
-    probs = draft_probs if draft_probs.dtype == torch.float32 else draft_probs.float()
-    out = None
-    if workspace is not None:
-        buf = workspace.get("draft")
-        if buf is None or buf.device != probs.device or buf.numel() < probs.numel():
-            buf = workspace["draft"] = torch.empty(probs.numel(), device=probs.device)
-        out = buf[: probs.numel()].view(probs.shape)
-    logits = torch.log(probs, out=out)
-    scale = torch.where(temperature > 0, temperature, torch.ones_like(temperature))
-    # On the host (CPU tensors, no synchronisation) skip the pass when every factor is 1.
-    if scale.device.type != "cpu" or not bool((scale == 1).all()):
-        rows = expand_to_rows(scale.to(torch.float32), counts, probs.shape[0])
-        logits.mul_(rows.unsqueeze(-1))
-    return logits
+        return rows, None
+    if draft_probs.dtype != rows.dtype:
+        rows = rows.to(torch.float32)
+        draft_probs = draft_probs.to(torch.float32)
+    if draft_probs.stride(-1) != 1:
+        draft_probs = draft_probs.contiguous()
+    return rows, draft_probs
 
 
 def vllm_output(out_tokens: torch.Tensor) -> torch.Tensor:

@@ -13,24 +13,21 @@ the draft positions. Batches with an option it does not implement go to vLLM's
 from __future__ import annotations
 
 from collections import Counter
-from typing import Optional
 
 import torch
 from vllm.v1.outputs import SamplerOutput
 from vllm.v1.sample.rejection_sampler import RejectionSampler
 
 from . import fallback
-from .layout import (draft_counts, draft_logits_from_probs, ragged_offsets, target_logits,
-                     vllm_output)
+from .layout import draft_counts, draft_inputs, ragged_offsets, target_logits, vllm_output
 from .masking import mask_top_k_top_p, needs_masking
 from .seeds import philox_keys
 
 
-def verify(metadata, draft_probs, logits, sampling_metadata, step: int = 0,
-           workspace: Optional[dict] = None) -> torch.Tensor:
+def verify(metadata, draft_probs, logits, sampling_metadata, step: int = 0) -> torch.Tensor:
     """vLLM's verification step on dspark's ops: ``sampled_token_ids`` int32
-    ``[B, max_spec_len + 1]`` (-1 padded). ``step`` advances every call (unseeded offsets);
-    ``workspace`` keeps buffers from call to call."""
+    ``[B, max_spec_len + 1]`` (-1 padded). ``step`` advances every call (unseeded offsets).
+    vLLM's draft probabilities go to the op as they are (``draft_probs``)."""
     max_len = int(metadata.max_spec_len)
     cu = ragged_offsets(metadata.cu_num_draft_tokens)
     drafts = metadata.draft_token_ids.to(torch.int64)
@@ -42,11 +39,11 @@ def verify(metadata, draft_probs, logits, sampling_metadata, step: int = 0,
     temperature = sampling_metadata.temperature.to(torch.float32)
     if needs_masking(sampling_metadata):
         rows, temperature = mask_top_k_top_p(rows, temperature, sampling_metadata, counts + 1)
-    draft_logits = draft_logits_from_probs(draft_probs, temperature, counts, workspace)
+    rows, probs = draft_inputs(rows, draft_probs)
     seed, offset = philox_keys(sampling_metadata.generators, counts.shape[0], step,
                                rows.device)
-    out = torch.ops.dspark.rejection_sample_ragged(rows, drafts, draft_logits, cu, max_len,
-                                                   temperature, seed, offset, False)
+    out = torch.ops.dspark.rejection_sample_ragged(rows, drafts, None, cu, max_len, temperature,
+                                                   seed, offset, False, draft_probs=probs)
     return vllm_output(out[1])
 
 
@@ -61,7 +58,6 @@ class DsparkRejectionSampler(RejectionSampler):
         super().__init__(*args, **kwargs)
         self.step = 0
         self.stats: Counter = Counter()
-        self.workspace: dict = {}
 
     def unsupported_reason(self, metadata, draft_probs, logits, sampling_metadata):
         return (fallback.sampling_reason(self, sampling_metadata)
@@ -76,6 +72,5 @@ class DsparkRejectionSampler(RejectionSampler):
             self.stats[f"fallback: {reason}"] += 1
             return super().forward(metadata, draft_probs, logits, sampling_metadata)
         self.stats["dspark"] += 1
-        tokens = verify(metadata, draft_probs, logits, sampling_metadata, self.step,
-                        self.workspace)
+        tokens = verify(metadata, draft_probs, logits, sampling_metadata, self.step)
         return SamplerOutput(sampled_token_ids=tokens, logprobs_tensors=None)

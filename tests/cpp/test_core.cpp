@@ -98,6 +98,13 @@ void test_verify_math() {
   CHECK(block_stop_prob(0.0f, 0.5f) == 0.0f);
   CHECK(block_log_weight(0.0f, -1.0f, -3.0f) == 0.0f);
   CHECK(residual_weight(0.5f, 0.2f, 0.3f) == 0.0f);
+  // Draft probabilities: used as given; NaN, +-inf, negative, zero and subnormal are q = 0.
+  CHECK(draft_prob(0.25f) == 0.25f && draft_prob(1.5f) == 1.5f);
+  CHECK(draft_prob(std::nanf("")) == 0.0f && draft_prob(-0.5f) == 0.0f);
+  CHECK(draft_prob(__builtin_huge_valf()) == 0.0f && draft_prob(kNegInf) == 0.0f);
+  CHECK(draft_prob(1e-40f) == 0.0f && draft_prob(kMinNormal) == kMinNormal);
+  CHECK(draft_log_prob_of(0.5f) == -1.0f && draft_log_prob_of(-1.0f) == kNegInf);
+  CHECK(draft_log_prob_of(std::nanf("")) == kNegInf && draft_log_prob_of(0.0f) == kNegInf);
   ArgMax m = ArgMax::empty();
   m.offer(kNegInf, 0);
   CHECK(m.index == -1);
@@ -107,31 +114,38 @@ void test_verify_math() {
   CHECK(m.index == 3);
 }
 
-// Scalar executor over [K+1, V] target and [K, V] draft probabilities given as logits.
+// Scalar executor over [K+1, V] target logits and [K, V] draft rows: logits, or the
+// probabilities themselves when `probs`.
 struct ScalarExec {
   const std::vector<std::vector<float>>& t;
   const std::vector<std::vector<float>>& d;
   std::vector<int64_t> drafts;
   std::vector<int64_t> out;
   std::vector<int8_t> flags;
+  bool probs = false;
   int64_t accepted = -7, emitted = -7;
 
   int64_t vocab() const { return static_cast<int64_t>(t[0].size()); }
   int64_t draft_token(int64_t k) const { return drafts[k]; }
   float target_logit(int64_t k, int64_t v) const { return t[k][v]; }
-  float draft_logit(int64_t k, int64_t v) const { return d[k][v]; }
-  bool has_draft_logits() const { return true; }
+  float draft_value(int64_t k, int64_t v) const { return d[k][v]; }
+  bool has_draft_row() const { return true; }
+  bool draft_is_probs() const { return probs; }
   static float lse(const std::vector<float>& row, float inv_t) {
     SoftmaxStats s{kNegInf, 0.0f};
     for (float x : row) s = stats2_merge(s, {masked_scaled(x, inv_t), 1.0f});
     return stats2_lse(s);
   }
-  LsePair row_lses(int64_t k, float inv_t) { return {lse(t[k], inv_t), lse(d[k], inv_t)}; }
+  LsePair row_lses(int64_t k, float inv_t) {
+    return {lse(t[k], inv_t), probs ? 0.0f : lse(d[k], inv_t)};
+  }
+  float q_of(int64_t k, int64_t v, float inv_t, float ld) const {
+    return probs ? draft_prob(d[k][v]) : prob(masked_scaled(d[k][v], inv_t), ld);
+  }
   float residual_mass(int64_t k, float inv_t, float w, float lt, float ld, int64_t) {
     float z = 0.0f;
     for (int64_t v = 0; v < vocab(); ++v)
-      z += residual_weight(w, prob(masked_scaled(t[k][v], inv_t), lt),
-                           prob(masked_scaled(d[k][v], inv_t), ld));
+      z += residual_weight(w, prob(masked_scaled(t[k][v], inv_t), lt), q_of(k, v, inv_t, ld));
     return z;
   }
   int64_t sample_residual(int64_t k, float inv_t, float w, float lt, float ld, int64_t,
@@ -139,7 +153,7 @@ struct ScalarExec {
     ArgMax r = ArgMax::empty(), f = ArgMax::empty();
     for (int64_t v = 0; v < vocab(); ++v) {
       const float p = prob(masked_scaled(t[k][v], inv_t), lt);
-      const float q = prob(masked_scaled(d[k][v], inv_t), ld);
+      const float q = q_of(k, v, inv_t, ld);
       const float ie = inv_neg_log2_uniform(rng.words(static_cast<uint32_t>(v / 4)).v[v % 4]);
       r.offer(race_key(residual_weight(w, p, q), ie), v);
       f.offer(race_key(p, ie), v);
@@ -168,29 +182,34 @@ struct ScalarExec {
 };
 
 // SPEC §3.3 toy law: target (1/3, 2/3), draft (2/3, 1/3), gamma = 2 -> 10/9 vs 11/9.
+// Draft rows as logits and as probabilities (the same law).
 void test_toy_law_through_shared_algorithm() {
   const std::vector<float> tl = {std::log(1.0f / 3), std::log(2.0f / 3)};
   const std::vector<float> dl = {std::log(2.0f / 3), std::log(1.0f / 3)};
+  const std::vector<float> dp = {2.0f / 3, 1.0f / 3};
   const std::vector<std::vector<float>> t = {tl, tl, tl};
   const std::vector<std::vector<float>> d = {dl, dl};
-  std::mt19937_64 gen(7);
-  std::bernoulli_distribution pick_one(1.0 / 3);
-  const int n = 60000;
-  double sums[2] = {0.0, 0.0};
-  for (int block = 0; block < 2; ++block) {
-    for (int i = 0; i < n; ++i) {
-      ScalarExec ex{t, d, {pick_one(gen) ? 1 : 0, pick_one(gen) ? 1 : 0},
-                    std::vector<int64_t>(3, -1), std::vector<int8_t>(2, -1)};
-      RowParams rp{2, 1.0f, 1000 + i, 3};
-      verify_row(ex, rp, block == 1);
-      CHECK(ex.emitted == ex.accepted + 1 && ex.accepted >= 0 && ex.accepted <= 2);
-      CHECK(ex.out[ex.accepted] == 0 || ex.out[ex.accepted] == 1);
-      sums[block] += static_cast<double>(ex.accepted);
+  const std::vector<std::vector<float>> q = {dp, dp};
+  for (const bool probs : {false, true}) {
+    std::mt19937_64 gen(7);
+    std::bernoulli_distribution pick_one(1.0 / 3);
+    const int n = 60000;
+    double sums[2] = {0.0, 0.0};
+    for (int block = 0; block < 2; ++block) {
+      for (int i = 0; i < n; ++i) {
+        ScalarExec ex{t, probs ? q : d, {pick_one(gen) ? 1 : 0, pick_one(gen) ? 1 : 0},
+                      std::vector<int64_t>(3, -1), std::vector<int8_t>(2, -1), probs};
+        RowParams rp{2, 1.0f, 1000 + i, 3};
+        verify_row(ex, rp, block == 1);
+        CHECK(ex.emitted == ex.accepted + 1 && ex.accepted >= 0 && ex.accepted <= 2);
+        CHECK(ex.out[ex.accepted] == 0 || ex.out[ex.accepted] == 1);
+        sums[block] += static_cast<double>(ex.accepted);
+      }
     }
+    // Accepted count has standard deviation < 1: 5 sigma of the mean is < 0.021.
+    CHECK(std::fabs(sums[0] / n - 10.0 / 9) < 0.021);
+    CHECK(std::fabs(sums[1] / n - 11.0 / 9) < 0.021);
   }
-  // Accepted count has standard deviation < 1: 5 sigma of the mean is < 0.021.
-  CHECK(std::fabs(sums[0] / n - 10.0 / 9) < 0.021);
-  CHECK(std::fabs(sums[1] / n - 11.0 / 9) < 0.021);
 }
 
 void test_invalid_rows_emit_nothing() {

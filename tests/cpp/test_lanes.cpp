@@ -161,10 +161,13 @@ void test_simd_lanes_are_bit_identical() {
         residual_weight(VecF(0.75f), vp, vq).store(rw);
         race_key(vp, VecF(1.7f)).store(key);
         gumbel2_key(vs, VecF(0.3f)).store(g);
+        alignas(64) float dq[kW];
+        draft_prob(VecF::load(logits.data() + i) * VecF(scale)).store(dq);
         for (int j = 0; j < kW; ++j) {
           const float ss = masked_scaled(logits[i + j], scale);
           const float sp = prob(ss, lse);
           const float sq = prob(ss - 0.5f, lse);
+          if (!same_bits(dq[j], draft_prob(logits[i + j] * scale))) ++bad;
           if (!same_bits(s[j], ss) || !same_bits(p[j], sp)) ++bad;
           if (!same_bits(rw[j], residual_weight(0.75f, sp, sq))) ++bad;
           if (!same_bits(key[j], race_key(sp, 1.7f))) ++bad;
@@ -198,6 +201,25 @@ std::vector<scalar_t> random_row(std::mt19937& gen, int64_t vocab, bool masked, 
   return row;
 }
 
+// A row of draft probabilities summing to about 1, with a NaN, a negative, a +inf and a
+// subnormal entry where the row is long enough (all count as q = 0).
+template <typename scalar_t>
+std::vector<scalar_t> random_probs(std::mt19937& gen, int64_t vocab) {
+  std::exponential_distribution<float> expo(1.0f);
+  std::vector<float> w(static_cast<size_t>(vocab));
+  float total = 0.0f;
+  for (auto& x : w) total += (x = expo(gen) * expo(gen));
+  std::vector<scalar_t> row(w.size());
+  for (size_t v = 0; v < w.size(); ++v) row[v] = static_cast<scalar_t>(w[v] / total);
+  if (vocab > 7) {
+    row[2] = static_cast<scalar_t>(std::nanf(""));
+    row[3] = static_cast<scalar_t>(-0.25f);
+    row[5] = static_cast<scalar_t>(__builtin_huge_valf());
+    row[6] = static_cast<scalar_t>(1e-39f);
+  }
+  return row;
+}
+
 template <typename scalar_t>
 void simd_passes_match_generic() {
   std::mt19937 gen(3);
@@ -208,6 +230,8 @@ void simd_passes_match_generic() {
       const int kind = variant / 2;
       const auto t = random_row<scalar_t>(gen, vocab, masked, kind);
       const auto d = random_row<scalar_t>(gen, vocab, false);
+      // Draft probabilities (unnormalised, some entries NaN / negative / +inf: q = 0).
+      const auto dp = random_probs<scalar_t>(gen, vocab);
       // Temperatures 0.9, 1e-3 (scaled logits in the thousands) and 50 (nearly flat laws).
       const float temps[4] = {0.9f, 50.0f, 1e-3f, 1.0f};
       const float scale = verify_scale(1.0f / temps[kind]);
@@ -229,15 +253,21 @@ void simd_passes_match_generic() {
         }
         for (float w : {1.0f, 0.3f}) {
           const int64_t onehot = static_cast<int64_t>(seed) % vocab;
-          for (const scalar_t* dr : {d.data(), static_cast<const scalar_t*>(nullptr)}) {
-            const float ldx = dr != nullptr ? ld : 0.0f;
+          for (int form = 0; form < 3; ++form) {  // draft logits, probabilities, one-hot
+            const scalar_t* dr = form == 0 ? d.data() : form == 1 ? dp.data() : nullptr;
+            const bool probs = form == 1;
+            const float ldx = form == 0 ? ld : 0.0f;
             const int64_t oh = dr != nullptr ? -1 : onehot;
-            if (cpu::generic::row_sample_residual(t.data(), dr, vocab, scale, w, lt, ldx, oh, rng) !=
-                SimdPasses::row_sample_residual(t.data(), dr, vocab, scale, w, lt, ldx, oh, rng)) {
+            if (cpu::generic::row_sample_residual(t.data(), dr, probs, vocab, scale, w, lt, ldx, oh,
+                                                  rng) !=
+                SimdPasses::row_sample_residual(t.data(), dr, probs, vocab, scale, w, lt, ldx, oh,
+                                                rng)) {
               ++bad_tokens;
             }
-            const float z1 = cpu::generic::row_residual_mass(t.data(), dr, vocab, scale, w, lt, ldx, oh);
-            const float z2 = SimdPasses::row_residual_mass(t.data(), dr, vocab, scale, w, lt, ldx, oh);
+            const float z1 =
+                cpu::generic::row_residual_mass(t.data(), dr, probs, vocab, scale, w, lt, ldx, oh);
+            const float z2 =
+                SimdPasses::row_residual_mass(t.data(), dr, probs, vocab, scale, w, lt, ldx, oh);
             if (!(std::fabs(z1 - z2) <= 2e-4f * std::max(1.0f, z1))) {
               std::fprintf(stderr, "mass V=%ld variant=%d: %.9g vs %.9g\n",
                            static_cast<long>(vocab), variant, z1, z2);
@@ -248,8 +278,10 @@ void simd_passes_match_generic() {
       }
       // The residual of a draft equal to the target has no mass: both fall back to p.
       const RngStream rng = RngStream::make(9, 1, 0, RngPurpose::kResidual);
-      if (cpu::generic::row_sample_residual(t.data(), t.data(), vocab, scale, 1.0f, lt, lt, -1, rng) !=
-          SimdPasses::row_sample_residual(t.data(), t.data(), vocab, scale, 1.0f, lt, lt, -1, rng)) {
+      if (cpu::generic::row_sample_residual(t.data(), t.data(), false, vocab, scale, 1.0f, lt, lt, -1,
+                                            rng) !=
+          SimdPasses::row_sample_residual(t.data(), t.data(), false, vocab, scale, 1.0f, lt, lt, -1,
+                                          rng)) {
         ++bad_tokens;
       }
     }

@@ -185,6 +185,24 @@ def test_vllm_forward_with_top_k_on_this_build_fails(batch):
     assert min(min(p) for p in batch.pvalues(out).values()) < ALPHA
 
 
+def test_draft_probs_pass_through_in_float32():
+    """vLLM's draft probabilities reach the op as they are. They are float32 whatever the
+    model's dtype; with bfloat16 logits both become float32 (the probabilities are never
+    rounded to bfloat16), so the tokens are those of the float32 copy of the same logits."""
+    b = Batch(onehot=False, seed=3, n=50)
+    logits16 = b.logits.to(torch.bfloat16)
+
+    def run(logits):
+        gens = {r: torch.Generator().manual_seed(100 + r) for r in range(len(b.drafts))}
+        sm = sampling_metadata(b.temperature, generators=gens)
+        sampler = make_sampler(DsparkRejectionSampler)
+        out = sampler(b.metadata, b.draft_probs, logits.clone(), sm).sampled_token_ids
+        assert sampler.stats == {"dspark": 1}
+        return out
+
+    assert torch.equal(run(logits16), run(logits16.float()))
+
+
 def random_greedy_case(seed, batch=64, vocab=1000, k_max=7):
     rng = np.random.default_rng(seed)
     num_draft = rng.integers(0, k_max + 1, size=batch)
