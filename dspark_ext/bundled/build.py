@@ -21,8 +21,6 @@ from typing import List, Optional
 
 import torch
 
-from . import DRAFTERS
-
 __all__ = ["final_checkpoint", "prepare_data", "fit_sts_file", "install", "main"]
 
 PACKAGE_MODELS = os.path.join(os.path.dirname(__file__), "models")
@@ -119,8 +117,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dspark_ext.bundled.build")
     ap.add_argument("stage", choices=["data", "sts", "install"])
     ap.add_argument("--work", default="build/default")
-    ap.add_argument("--drafter", default="dspark", choices=[d for d in DRAFTERS
-                                                            if d in ("dspark",)])
+    # Only DSpark has a confidence head to calibrate.
+    ap.add_argument("--drafter", default="dspark", choices=["dspark"])
     ap.add_argument("--dest", default=PACKAGE_MODELS)
     a = ap.parse_args(argv)
     if a.stage == "data":
