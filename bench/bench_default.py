@@ -14,8 +14,10 @@ Prompts: the held-out prompts (all of them; ``--smoke``: 2 prompts, 16 new token
    DSpark's gain over DFlash (goal >= +10%);
 2. per-position conditional acceptance curves (paper Fig. 2) of those drafters and of every
    ``--ablation NAME=PATH`` DSpark checkpoint (gamma = its block size), table and plot, on
-   the first ``--ablation-prompts`` prompts (default 32), with the bundled DSpark rerun on
-   the same prompts as the reference row ``bundled``;
+   the first ``--ablation-prompts`` prompts (default 32), with a reference DSpark rerun on
+   the same prompts as the row ``reference``: ``--ablation-reference PATH``, by default the
+   bundled one (pass the bundled run's checkpoint at the ablations' step count for an
+   equal-budget comparison);
 3. calibration of DSpark's confidence head: STS fitted on the first half of the prompts'
    rounds, ECE per position before / after on the second half (goal <= 1.5% after STS);
 4. wall-clock, side by side in one run, batch 1 and 8, T = 0 and 1: the target alone (our
@@ -219,8 +221,9 @@ def part_curves(b: Bench) -> Dict:
     print("\n== 2. per-position acceptance curves"
           + (f": ablations, first {n_abl} prompts ==" if ablations else
              " (no --ablation given) =="))
-    if ablations:  # the bundled DSpark on the same prompts: the reference row
-        ablations.insert(0, ("bundled", bundled.model_path("dspark")))
+    if ablations:  # the reference DSpark on the same prompts: the first row
+        ablations.insert(0, ("reference", b.args.ablation_reference
+                             or bundled.model_path("dspark")))
         print(f"{'':6} {'ablation':10} {'block':>5} {'layers':>6} {'gamma':>5} {'tau':>6} "
               f"{'accept':>7}  conditional acceptance per position")
     abl_series = {}
@@ -502,8 +505,11 @@ def parse_args(argv=None):
     ap.add_argument("--parts", default="1,2,3,4,5", help="comma list of 1-5")
     ap.add_argument("--prompts", type=int, default=None, help="first N held-out prompts")
     ap.add_argument("--ablation-prompts", type=int, default=32,
-                    help="first N prompts for the ablations (0: all; the bundled DSpark is "
-                    "rerun on the same prompts as the reference row)")
+                    help="first N prompts for the ablations (0: all; the reference DSpark "
+                    "is rerun on the same prompts)")
+    ap.add_argument("--ablation-reference", default=None, metavar="PATH",
+                    help="the ablations' reference DSpark checkpoint (default: the bundled "
+                    "one)")
     ap.add_argument("--max-new-tokens", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=None, help="wall-clock repeats")
     ap.add_argument("--wall-prompts", type=int, default=None,

@@ -71,7 +71,7 @@ def test_bench_default_smoke(tmp_path):
 
     p2 = data["2_curves"]
     assert len(p2["drafters"]) == 2 * len(bench_default.DRAFTERS)
-    assert set(p2["ablations"]) == {"bundled", "same"}
+    assert set(p2["ablations"]) == {"reference", "same"}
     for abl in p2["ablations"].values():
         assert abl["gamma"] == abl["block_size"] and abl["params"] > 0
         for r in abl["runs"].values():
@@ -79,7 +79,7 @@ def test_bench_default_smoke(tmp_path):
             _curve_ok(r["conditional_acceptance"], abl["gamma"])
     # the same checkpoint twice on the same prompts and seeds: the same rounds
     for t, r in p2["ablations"]["same"]["runs"].items():
-        ref = p2["ablations"]["bundled"]["runs"][t]
+        ref = p2["ablations"]["reference"]["runs"][t]
         for key in ("accepted_length", "conditional_acceptance", "rounds"):
             assert r[key] == ref[key], (t, key)
 

@@ -153,3 +153,41 @@ def test_drafter_windows_and_prompts(tok, fake_corpus, tmp_path):
     for p in prompts:
         assert len(p["input_ids"]) <= 64
         assert p["text"].rstrip().split("\n")[-1].lstrip().startswith("def ")
+
+
+def test_regenerated_data_is_the_targets_own_continuation(tok, fake_corpus, tmp_path):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from dspark_ext.bundled.build import regenerate_data
+    from dspark_ext.bundled.data import def_prompts
+    work = tmp_path / "work"
+    tok.save_pretrained(str(work / "tokenizer"))
+    torch.manual_seed(0)
+    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                      head_dim=16, eos_token_id=0, pad_token_id=0)
+    model = Qwen3ForCausalLM(cfg).eval()
+    model.save_pretrained(str(work / "target" / "final"))
+    kw = dict(per_file=2, prompt_tokens=24, new_tokens=6, batch_size=3, corpus=fake_corpus)
+    regenerate_data(str(work), **kw)
+    prompts = def_prompts(fake_corpus, fake_corpus.train, tok, 2, 24)
+    rows = {t: [json.loads(line) for line in open(work / "data" / f"regen_T{t}.jsonl")]
+            for t in (0, 1)}
+    assert len(rows[0]) + len(rows[1]) == len(prompts) and rows[0] and rows[1]
+    loaded = Qwen3ForCausalLM.from_pretrained(str(work / "target" / "final"),
+                                              dtype=torch.bfloat16).eval()
+    for i, row in enumerate(rows[0]):  # even prompts, greedy: the target's argmax chain
+        p = prompts[2 * i]["input_ids"]
+        assert row["input_ids"][:len(p)] == p
+        assert row["loss_mask"] == [0] * len(p) + [1] * (len(row["input_ids"]) - len(p))
+        ids = torch.tensor([row["input_ids"]])
+        with torch.no_grad():
+            logits = loaded(ids).logits[0, len(p) - 1:-1]
+        new = row["input_ids"][len(p):]
+        assert 1 <= len(new) <= 6 and (0 not in new[:-1])
+        assert logits.argmax(-1).tolist() == new
+    for i, row in enumerate(rows[1]):  # odd prompts, sampled
+        assert row["input_ids"][:len(prompts[2 * i + 1]["input_ids"])] == \
+            prompts[2 * i + 1]["input_ids"]
+    stamp = os.path.getmtime(work / "data" / "regen_T0.jsonl")
+    regenerate_data(str(work), **kw)  # present: skipped (the stage resumes)
+    assert os.path.getmtime(work / "data" / "regen_T0.jsonl") == stamp

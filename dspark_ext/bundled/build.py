@@ -1,11 +1,14 @@
 """Stages of ``scripts/build_default.sh`` that are not a training run:
 
     python -m dspark_ext.bundled.build data    --work build/default
+    python -m dspark_ext.bundled.build regen   --work build/default
     python -m dspark_ext.bundled.build sts     --work build/default --drafter dspark
     python -m dspark_ext.bundled.build install --work build/default
 
 ``data`` writes the drafters' training windows (the target's own training stream) and the
-held-out evaluation prompts; ``sts`` fits Sequential Temperature Scaling on rounds of the
+held-out evaluation prompts; ``regen`` has the target continue prompts cut from the training
+modules (greedy for one half, T = 1 for the other) into the drafters' later training data;
+``sts`` fits Sequential Temperature Scaling on rounds of the
 drafter over the *fit* half of the held-out prompts at T = 0 and T = 1 (the calibration is
 reported on the other half by the evaluation) and writes ``sts.json`` next to the
 checkpoint; ``install`` copies the final artefacts into the package (``models/``) in bf16.
@@ -21,7 +24,8 @@ from typing import List, Optional
 
 import torch
 
-__all__ = ["final_checkpoint", "prepare_data", "fit_sts_file", "install", "main"]
+__all__ = ["final_checkpoint", "prepare_data", "regenerate_data", "fit_sts_file", "install",
+           "main"]
 
 PACKAGE_MODELS = os.path.join(os.path.dirname(__file__), "models")
 STS_TEMPERATURES = (0.0, 1.0)
@@ -47,6 +51,46 @@ def prepare_data(work: str, seq_len: int = 512) -> None:
     prompts = heldout_prompts(collect(), tok)
     write_prompts(prompts, os.path.join(work, "data", "heldout_prompts.jsonl"))
     print(f"data: {n} drafter windows of {seq_len}, {len(prompts)} held-out prompts")
+
+
+REGEN_TEMPERATURES = (0.0, 1.0)
+
+
+def regenerate_data(work: str, per_file: int = 3, prompt_tokens: int = 128,
+                    new_tokens: int = 384, batch_size: int = 64, seed: int = 0,
+                    corpus=None) -> None:
+    """``data/regen_T0.jsonl`` and ``data/regen_T1.jsonl``: training-module prompts (cut after
+    ``def`` lines, as the evaluation's are) continued by the target, greedy on the even
+    prompts and at T = 1 on the odd ones; only the continuation is supervised. Each file is
+    written whole (atomically) and skipped when present, so the stage resumes. ``corpus``:
+    default the running Python's standard library (:func:`.corpus.collect`)."""
+    from transformers import AutoModelForCausalLM
+    from ..train.data import Example, regenerate
+    from .corpus import collect
+    from .data import def_prompts
+    from .tokenizer import load_tokenizer
+    tok = load_tokenizer(os.path.join(work, "tokenizer"))
+    corpus = corpus if corpus is not None else collect()
+    prompts = def_prompts(corpus, corpus.train, tok, per_file, prompt_tokens)
+    target = AutoModelForCausalLM.from_pretrained(os.path.join(work, "target", "final"),
+                                                  dtype=torch.bfloat16).eval()
+    for i, t in enumerate(REGEN_TEMPERATURES):
+        path = os.path.join(work, "data", f"regen_T{t:g}.jsonl")
+        if os.path.isfile(path):
+            continue
+        # Prompt tokens unsupervised: regenerate() continues exactly those.
+        mine = [Example(p["input_ids"], [0] * len(p["input_ids"]))
+                for p in prompts[i::len(REGEN_TEMPERATURES)]]
+        out = regenerate(mine, target, max_new_tokens=new_tokens, temperature=t,
+                         eos_token_id=target.config.eos_token_id, batch_size=batch_size,
+                         seed=seed + i, max_length=prompt_tokens + new_tokens)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            for ex in out:
+                f.write(json.dumps({"input_ids": ex.input_ids, "loss_mask": ex.loss_mask}) + "\n")
+        os.replace(path + ".tmp", path)
+        print(f"regen T={t:g}: {len(out)} continuations, "
+              f"{sum(sum(ex.loss_mask) for ex in out)} supervised tokens -> {path}")
 
 
 def fit_sts_file(work: str, drafter: str, max_new_tokens: int = 96, gamma: int = 7) -> dict:
@@ -115,7 +159,7 @@ def install(work: str, dest: str = PACKAGE_MODELS) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dspark_ext.bundled.build")
-    ap.add_argument("stage", choices=["data", "sts", "install"])
+    ap.add_argument("stage", choices=["data", "regen", "sts", "install"])
     ap.add_argument("--work", default="build/default")
     # Only DSpark has a confidence head to calibrate.
     ap.add_argument("--drafter", default="dspark", choices=["dspark"])
@@ -123,6 +167,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     a = ap.parse_args(argv)
     if a.stage == "data":
         prepare_data(a.work)
+    elif a.stage == "regen":
+        regenerate_data(a.work)
     elif a.stage == "sts":
         fit_sts_file(a.work, a.drafter)
     else:

@@ -4,7 +4,10 @@
   pre-tokenised JSONL ``python -m dspark_ext.train`` reads (every token supervised);
 * evaluation prompts: from the held-out modules only, each prompt a file's text up to and
   including a ``def`` line (the model continues the function body), the last
-  ``max_prompt_tokens`` tokens kept. Deterministic: the same corpus gives the same prompts.
+  ``max_prompt_tokens`` tokens kept. Deterministic: the same corpus gives the same prompts;
+* regeneration prompts: the same cut, from the *training* modules, continued by the target
+  itself (``build regen``) so the drafters also learn the target's own continuations -- the
+  text they are asked to predict when decoding.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import List
 
 import torch
 
-__all__ = ["write_drafter_data", "heldout_prompts", "write_prompts"]
+__all__ = ["write_drafter_data", "def_prompts", "heldout_prompts", "write_prompts"]
 
 _DEF = re.compile(r"^\s*(async\s+)?def\s+\w+")
 
@@ -36,10 +39,16 @@ def write_drafter_data(stream: torch.Tensor, path: str, seq_len: int = 512) -> i
 
 def heldout_prompts(corpus, tokenizer, per_file: int = 4,
                     max_prompt_tokens: int = 256) -> List[dict]:
-    """Up to ``per_file`` prompts per held-out file, cut after ``def`` lines spread evenly
+    """The evaluation prompts: :func:`def_prompts` of the held-out modules."""
+    return def_prompts(corpus, corpus.heldout, tokenizer, per_file, max_prompt_tokens)
+
+
+def def_prompts(corpus, files: List[str], tokenizer, per_file: int = 4,
+                max_prompt_tokens: int = 256) -> List[dict]:
+    """Up to ``per_file`` prompts per file of ``files``, cut after ``def`` lines spread evenly
     over the file (skipping ones too close to the start to give context)."""
     prompts = []
-    for rel in corpus.heldout:
+    for rel in files:
         text = corpus.read(rel)
         lines = text.splitlines(keepends=True)
         cuts, pos = [], 0
