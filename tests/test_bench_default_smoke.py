@@ -94,8 +94,8 @@ def test_bench_default_smoke(tmp_path):
     assert set(p4["runs"]) == {"T=0 B=1", "T=0 B=8", "T=1 B=1", "T=1 B=8"}
     for key, run in p4["runs"].items():
         names = set(run["methods"])
-        assert {"autoregressive", "hf_generate", "ours_dspark", "ours_ar_draft",
-                "ours_ngram"} <= names
+        assert {"autoregressive", "hf_generate", "ours_dspark", "ours_dspark_scheduled",
+                "ours_ar_draft", "ours_ngram"} <= names
         if run["batch"] == 1:
             assert {"hf_assisted_ar_draft", "hf_prompt_lookup"} <= names
         for m in run["methods"].values():
@@ -104,7 +104,8 @@ def test_bench_default_smoke(tmp_path):
         if run["temperature"] == 0:
             ms = run["methods"]
             # the real check: lossless greedy speculative decoding
-            assert ms["ours_dspark"]["greedy_identical_to_ar"] is True, key
+            for name in ("ours_dspark", "ours_dspark_scheduled"):
+                assert ms[name]["greedy_identical_to_ar"] is True, (key, name)
             assert ms["ours_dspark"]["tokens_per_row"] == ms["autoregressive"]["tokens_per_row"]
     assert p4["greedy_dspark_identical_to_ar"] is True
 
