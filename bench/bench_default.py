@@ -63,7 +63,7 @@ from bench_decode import ForwardClock  # noqa: E402
 from dspark_ext import bundled  # noqa: E402
 from dspark_ext.calibration import plot_reliability  # noqa: E402
 from dspark_ext.decoding import FixedLength, Scheduled, SpeculativeDecoder, as_target  # noqa
-from dspark_ext.eval.report import _pyplot  # noqa: E402
+from dspark_ext.eval.report import pyplot  # noqa: E402
 from dspark_ext.eval.runner import EvalConfig, autoregressive, measure_sps, run_eval  # noqa
 
 GAMMA = 7
@@ -174,7 +174,7 @@ def part_acceptance(b: Bench) -> Dict:
 
 
 def _plot_curves(series: Dict[str, List], title: str, path: str) -> Optional[str]:
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None or not series:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -441,7 +441,7 @@ def part_wallclock(b: Bench) -> Dict:
 
 
 def _plot_wallclock(out: Dict, path: str) -> Optional[str]:
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return None
     keys = list(out["runs"])

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..calibration import plot_reliability
 
-__all__ = ["write_report", "format_table"]
+__all__ = ["write_report", "format_table", "pyplot"]
 
 POSITION_COLUMNS = ["position", "conditional_acceptance", "prefix_survival", "temperature",
                     "n", "ece_before", "ece_after", "auc_before", "auc_after", "brier_before",
@@ -57,7 +57,9 @@ def _write_csv(path: str, columns: List[str], rows: List[Dict]) -> None:
             w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in columns})
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend, or None without matplotlib (the
+    plots are an optional extra)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -68,7 +70,7 @@ def _pyplot():
 
 
 def _plot_acceptance(res: Dict, path: str) -> Optional[str]:
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None:
         return None
     k = list(range(1, res["draft_len"] + 1))
@@ -88,7 +90,7 @@ def _plot_acceptance(res: Dict, path: str) -> Optional[str]:
 
 
 def _plot_sweep(res: Dict, path: str) -> Optional[str]:
-    plt = _pyplot()
+    plt = pyplot()
     sweep = res.get("threshold_sweep") or []
     if plt is None or not sweep:
         return None
