@@ -207,7 +207,7 @@ def part_curves(b: Bench) -> Dict:
     from dspark_ext.drafters.dspark import DSparkDrafter
     out = {"drafters": {}, "ablations": {}, "files": {}}
     series = {}
-    for t in TEMPS:
+    for t in (() if b.args.ablations_only else TEMPS):
         for name in DRAFTERS:
             fixed = b.evaluate(name, t)["fixed"]
             out["drafters"][f"{name} {_tkey(t)}"] = fixed["conditional_acceptance"]
@@ -521,6 +521,9 @@ def parse_args(argv=None):
     ap.add_argument("--ablation-prompts", type=int, default=32,
                     help="first N prompts for the ablations (0: all; the reference DSpark "
                     "is rerun on the same prompts)")
+    ap.add_argument("--ablations-only", action="store_true",
+                    help="part 2 without the bundled drafters' curves (part 1 of a full run "
+                    "has them): only the reference and --ablation rows")
     ap.add_argument("--ablation-reference", default=None, metavar="PATH",
                     help="the ablations' reference DSpark checkpoint (default: the bundled "
                     "one)")
