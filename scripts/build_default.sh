@@ -5,9 +5,9 @@
 # temperatures -> installed into dspark_ext/bundled/models.
 # Each stage is skipped when its output exists and every training run resumes from its last
 # checkpoint, so an interrupted build continues where it stopped. Work folder: build/default
-# (logs there). About 2 hours on 2 cores; ABLATIONS=1 also trains the block-size (4, 8, 16)
+# (logs there). About 3 hours on 2 cores; ABLATIONS=1 also trains the block-size (4, 8, 16)
 # and depth (1 layer) ablation drafters under build/default/ablations (not bundled; another
-# ~40 minutes). Then `python bench/bench_default.py` measures every reported number.
+# ~1 hour). Then `python bench/bench_default.py` measures every reported number.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
