@@ -128,8 +128,8 @@ setup(
         "console_scripts": ["dspark-train = dspark_ext.train.__main__:main",
                             "dspark-eval = dspark_ext.eval.__main__:main"],
         # vLLM loads this in every process (DSPARK_VLLM_PLUGIN=0 turns it off): its v1
-        # rejection sampler then runs on dspark's ops (dspark_ext/vllm_plugin, README
-        # "inside vLLM").
+        # rejection sampler then runs on dspark's ops (dspark_ext/integrations/vllm, under its
+        # public path dspark_ext.vllm_plugin; README "inside vLLM").
         "vllm.general_plugins": ["dspark_ext = dspark_ext.vllm_plugin:register"],
     },
     zip_safe=False,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark of dspark_ext.markov_sample (Markov-head drafting, SPEC §4) in one command.
+"""Benchmark of dspark_ext.markov_sample (Markov-head drafting, design §4) in one command.
 
     python bench/bench_markov.py [--device cpu|cuda] [--quick | --smoke] [--out DIR]
                                  [--no-reference] [--dtype fp32,bf16]
@@ -14,7 +14,7 @@ same inputs (median after warm-up, bench_verify.time_fn):
               (small shapes and the headline shape only);
 * ``gemm``    the K [B, r] x [r, V] products alone (torch.mm): the part no fusion removes.
 
-Bytes the op must move (SPEC §10): W2 once per step (K V r w), base logits once and z once
+Bytes the op must move (design §10): W2 once per step (K V r w), base logits once and z once
 (2 B K V s), plus tokens / lse; GB/s is reported against the measured copy bandwidth. Also
 reports the cost of going from K = 4 to K = 16 (the paper: the sequential stage should add
 little to a round). Writes ``markov_results.json`` and ``markov_bandwidth.{png,svg}`` to

@@ -13,7 +13,7 @@ For every case (op x B x K x V x dtype) it times, in the same run and on the sam
                rows; small shapes only) -> ``x_ref``;
 * ``compiled`` torch.compile of the eager baseline (``--compile-baseline``) -> ``x_comp``;
 
-and reports achieved GB/s over the fewest bytes the op must move (SPEC §10, counted from the
+and reports achieved GB/s over the fewest bytes the op must move (design §10, counted from the
 op's own outputs, see bench/README.md) against the measured copy bandwidth (``dst.copy_(src)``
 on a buffer as large as the op's inputs, and on a large buffer). Writes ``results.json`` and
 ``verify_bandwidth.png`` (``.svg`` without matplotlib) to ``--out`` (default bench/out),
@@ -233,7 +233,7 @@ def make_inputs(B: int, K: int, V: int, dtype: torch.dtype, device: torch.device
 
 
 # --------------------------------------------------------------------------------------------
-# Bytes an op must move (SPEC §10)
+# Bytes an op must move (design §10)
 # --------------------------------------------------------------------------------------------
 
 
@@ -404,7 +404,7 @@ def run_shape(B: int, K: int, V: int, dt: str, args, device: torch.device, budge
         r["native_min_s"] = min(times)
         accepted = out[0]
         r["accepted_mean"] = float(accepted.double().mean())
-        r["tau_mean"] = r["accepted_mean"] + 1.0  # SPEC §5: tau counts the bonus token
+        r["tau_mean"] = r["accepted_mean"] + 1.0  # design §5: tau counts the bonus token
         nb = bytes_moved(op, accepted, B, K, V, itemsize)
         r["bytes"] = nb
         r["GBps"] = nb["total"] / med / 1e9

@@ -100,7 +100,7 @@ def sampler_case(B, K, V, mode, device):
     from vllm.v1.sample import rejection_sampler as vrs
     from vllm_inputs import make_sampler
 
-    from dspark_ext.vllm_plugin.sampler import DsparkRejectionSampler
+    from dspark_ext.integrations.vllm.sampler import DsparkRejectionSampler
 
     md, draft_probs, logits, sm = vllm_inputs(B, K, V, mode, device)
     samplers = {"vllm": make_sampler(vrs.RejectionSampler),

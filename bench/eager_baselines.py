@@ -9,7 +9,7 @@ of every target row and a cumulative product of matches.
 
 They are *the same ops* in law (lossless, same acceptance rule, same outputs and padding)
 but not bit-for-bit: they draw from torch's global generator, not from the Philox streams of
-SPEC §2. Greedy results are identical to the native op's. All rows use the full ``K``
+design §2. Greedy results are identical to the native op's. All rows use the full ``K``
 (padded layout without ``num_draft``), and every row is sampled at its own temperature
 (``temperature`` float32 ``[B]``, > 0; greedy rows are what :func:`verify_greedy_eager` is for).
 
@@ -41,7 +41,7 @@ def _assemble(draft_tokens: Tensor, accepted: Tensor, last: Tensor,
 
 
 def verify_greedy_eager(target_logits: Tensor, draft_tokens: Tensor) -> Outputs:
-    """SPEC §3.1, eager: argmax of all K+1 target rows, cumprod of matches."""
+    """design §3.1, eager: argmax of all K+1 target rows, cumprod of matches."""
     k = draft_tokens.shape[1]
     best = target_logits.argmax(dim=-1)  # [B, K+1] (first index of the max on ties)
     match = draft_tokens == best[:, :k]
@@ -66,7 +66,7 @@ def _sample_residual(weight: Tensor, fallback: Tensor) -> Tensor:
 
 def rejection_sample_token_eager(target_logits: Tensor, draft_tokens: Tensor,
                                  draft_logits: Tensor, temperature: Tensor) -> Outputs:
-    """SPEC §3.2, eager (vLLM-style rejection sampler over padded [B, K(+1), V] logits)."""
+    """design §3.2, eager (vLLM-style rejection sampler over padded [B, K(+1), V] logits)."""
     batch, k = draft_tokens.shape
     p = _probs(target_logits, temperature)  # [B, K+1, V]
     q = _probs(draft_logits, temperature)  # [B, K, V]
@@ -88,7 +88,7 @@ def rejection_sample_token_eager(target_logits: Tensor, draft_tokens: Tensor,
 
 def rejection_sample_block_eager(target_logits: Tensor, draft_tokens: Tensor,
                                  draft_logits: Tensor, temperature: Tensor) -> Outputs:
-    """SPEC §3.3 (Sun et al. block verification), eager and batched over rows.
+    """design §3.3 (Sun et al. block verification), eager and batched over rows.
 
     w_i = min(1, w_{i-1} p_i(X_i)/q_i(X_i)) (a K-step loop over [B] vectors), residual masses
     Z_i over every row 1..K-1 at once, h_i, one eta per position, tau = the last passing
@@ -130,7 +130,7 @@ def rejection_sample_block_eager(target_logits: Tensor, draft_tokens: Tensor,
 
 
 def toy_check(trials: int = 200_000) -> Tuple[float, float]:
-    """SPEC §3.3 toy: target (1/3, 2/3), draft (2/3, 1/3), gamma 2 -> 10/9 token, 11/9 block.
+    """design §3.3 toy: target (1/3, 2/3), draft (2/3, 1/3), gamma 2 -> 10/9 token, 11/9 block.
 
     Returns the mean accepted count of (token, block) on ``trials`` rows (a sanity check of
     these baselines, not a test).

@@ -1,5 +1,5 @@
 // Argument checking and output allocation of dspark::markov_sample (Markov-head drafting,
-// SPEC §4), shared by the CPU and CUDA backends. As for verification (verify_args.h): shapes,
+// design §4), shared by the CPU and CUDA backends. As for verification (verify_args.h): shapes,
 // dtypes and devices are checked everywhere; value checks (anchor / teacher ids in [0, V),
 // temperatures finite and >= 0) only for CPU tensors, since reading CUDA memory would
 // synchronise the host. The CUDA kernel instead writes token -1 at every position of a row

@@ -1,5 +1,5 @@
 // The device-independent part of markov_sample: the per-step r-vectors of the three Markov
-// heads and the confidence head (SPEC §4), computed with ATen ops in float32 (small: [B, r]
+// heads and the confidence head (design §4), computed with ATen ops in float32 (small: [B, r]
 // and [B, d] sized per step), and the step loop that hands each vector to a backend.
 //
 // For step k the backend receives u_k (float32 [B, r], contiguous) such that

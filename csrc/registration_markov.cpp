@@ -1,4 +1,4 @@
-// Schema of the Markov-head drafting op (SPEC §4); kernels in cpu/markov_cpu.cpp and
+// Schema of the Markov-head drafting op (design §4); kernels in cpu/markov_cpu.cpp and
 // cuda/markov_cuda.cu, fake kernel in dspark_ext/_fake_markov.py.
 #include <torch/library.h>
 

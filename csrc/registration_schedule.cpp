@@ -1,4 +1,4 @@
-// Schema of the scheduler op (SPEC §6), kept apart from registration.cpp (the verification
+// Schema of the scheduler op (design §6), kept apart from registration.cpp (the verification
 // ops). Kernels: cpu/schedule_cpu.cpp, cuda/schedule_cuda.cu; fake kernel:
 // dspark_ext/_fake_schedule.py; wrappers: dspark_ext/scheduler.py.
 #include <torch/library.h>

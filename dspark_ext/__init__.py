@@ -1,11 +1,13 @@
 """dspark_ext: fast, lossless speculative-decoding kernels (DSpark) for any torch model.
 
-Ops (CPU and CUDA, registered as torch.ops.dspark.*): :func:`verify_greedy`,
-:func:`rejection_sample` (token-wise and block verification), :func:`markov_sample`
-(Markov-head drafting), :func:`schedule_prefix` (the prefix scheduler,
+Ops (CPU and CUDA, registered as torch.ops.dspark.*; wrappers in :mod:`dspark_ext.ops`):
+:func:`verify_greedy`, :func:`rejection_sample` (token-wise and block verification),
+:func:`markov_sample` (Markov-head drafting), :func:`schedule_prefix` (the prefix scheduler,
 :mod:`dspark_ext.scheduler`); confidence calibration in :mod:`dspark_ext.calibration`. The
-pure-PyTorch ground truth of every op is in :mod:`dspark_ext.reference`,
-:mod:`dspark_ext.reference_markov` and :mod:`dspark_ext.reference_schedule`.
+pure-PyTorch ground truth of every op is in :mod:`dspark_ext.reference`. Above the ops: the
+targets and drafters behind their protocols, the decoding loop, training, evaluation, the
+bundled default and the HF / vLLM integrations. ``docs/design.md`` is the design document
+the code cites as "design §N".
 """
 import torch  # noqa: F401  (loads libtorch before the extension)
 
@@ -31,13 +33,12 @@ def _check_cpu_features() -> None:
 
 
 _check_cpu_features()
-from . import _fake  # noqa: F401  (fake kernels for torch.compile)
-from . import _fake_markov  # noqa: F401
-from . import _fake_schedule  # noqa: F401
-from . import calibration, scheduler  # noqa: F401
-from .calibration import apply_sts, fit_sts
-from .markov import MarkovResult, markov_sample
-from .ops import VerifyResult, rejection_sample, verify_greedy
+from . import _compat  # noqa: E402
+_compat.install()  # old module paths (dspark_ext.reference_markov, ...) stay importable
+from . import ops  # noqa: F401, E402  (op wrappers and fake kernels for torch.compile)
+from . import calibration, scheduler  # noqa: F401, E402
+from .calibration import apply_sts, fit_sts  # noqa: E402
+from .ops import MarkovResult, VerifyResult, markov_sample, rejection_sample, verify_greedy  # noqa: E402,E501
 from .scheduler import (AsyncScheduler, ScheduleResult, SPSProfile, schedule_capacity,
                         schedule_causal, schedule_global, schedule_prefix)
 from .decoding import (FixedLength, GenerationOutput, Scheduled, SpeculativeDecoder,
@@ -67,7 +68,7 @@ def __getattr__(name):
     if name in ("DSparkDrafter", "DSparkConfig"):
         return getattr(importlib.import_module(".drafters.dspark", __name__), name)
     if name == "HFTarget":
-        return importlib.import_module(".targets.hf", __name__).HFTarget
+        return importlib.import_module(".targets.hf_target", __name__).HFTarget
     if name == "hf":
         return importlib.import_module(".hf", __name__)
     raise AttributeError(f"module 'dspark_ext' has no attribute {name!r}")

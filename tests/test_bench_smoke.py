@@ -2,7 +2,7 @@
 
 Checks that ``bench_verify.py --smoke`` runs every op, writes results.json with the fields
 the README documents and a plot, that greedy agrees exactly with the eager baseline, and that
-the eager baselines reproduce the SPEC §3.3 toy expectations. It does not judge performance.
+the eager baselines reproduce the design §3.3 toy expectations. It does not judge performance.
 """
 import json
 import math

@@ -48,7 +48,7 @@ def test_drafter_checkpoints_pass_the_format_checks(name):
     assert any(k.startswith("markov_head.") for k in tensors) == has_heads
     assert any(k.startswith("confidence_head.") for k in tensors) == has_heads
     target = bundled.load_target()
-    # The drafter's embedding and LM head are the target's, frozen (SPEC §7).
+    # The drafter's embedding and LM head are the target's, frozen (design §7).
     emb = target.get_input_embeddings().weight.to(torch.bfloat16)
     assert torch.equal(tensors["embed_tokens.weight"], emb)
     assert cfg.num_target_layers == target.config.num_hidden_layers

@@ -1,4 +1,4 @@
-"""Sequential Temperature Scaling and calibration metrics (SPEC §5, issue 4).
+"""Sequential Temperature Scaling and calibration metrics (design §5, issue 4).
 
 Synthetic rounds with a known miscalibration: the conditional survival of position k is
 sigmoid(z_k / T*_k) while the raw head reports sigmoid(z_k); rounds are verified to random

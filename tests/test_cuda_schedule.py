@@ -1,4 +1,4 @@
-"""The scheduler op on CUDA: bit-identical to the Python reference and the CPU op (SPEC §6),
+"""The scheduler op on CUDA: bit-identical to the Python reference and the CPU op (design §6),
 shared- and global-memory sort buffers, sanitised values, Appendix A, opcheck."""
 import random
 

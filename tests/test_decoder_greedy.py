@@ -1,5 +1,5 @@
 """Greedy speculative decoding equals the target's own greedy decoding token for token
-(SPEC §8): both target adapters, Qwen3 and Llama, left padding, every verify method at T = 0,
+(design §8): both target adapters, Qwen3 and Llama, left padding, every verify method at T = 0,
 gamma in {1, 4, 7, 16}, every drafter type, and through transformers' custom_generate."""
 import pytest
 import torch

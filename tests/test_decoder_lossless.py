@@ -1,4 +1,4 @@
-"""The decoder is lossless at T > 0 (SPEC §8, §9): a tiny-vocabulary target whose exact law
+"""The decoder is lossless at T > 0 (design §8, §9): a tiny-vocabulary target whose exact law
 over the first three generated tokens is computed by enumeration; many requests (the batch
 rows, distinct seeds) decode three tokens each; chi-square against that law for token and
 block verification, fixed / threshold / scheduler policies, and DSpark, small-LM and n-gram

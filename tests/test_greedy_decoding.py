@@ -1,5 +1,5 @@
 """Greedy speculative decoding with verify_greedy reproduces the target's own greedy decoding
-token for token (SPEC §3.1, §8), for drafts that are right, wrong, or partly right."""
+token for token (design §3.1, §8), for drafts that are right, wrong, or partly right."""
 import pytest
 import torch
 

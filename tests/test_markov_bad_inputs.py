@@ -1,4 +1,4 @@
-"""Bad input to markov_sample gets a clear error naming the argument (SPEC §9)."""
+"""Bad input to markov_sample gets a clear error naming the argument (design §9)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""The draft tokens follow exactly the autoregressive law of SPEC §4 (chi-square, SPEC §9):
+"""The draft tokens follow exactly the autoregressive law of design §4 (chi-square, design §9):
 with a tiny vocabulary, the empirical joint law of (x_0, x_1, x_2) over many independent rows
 (one seed each) matches the product of the conditionals p_k(x_k | prefix), computed from the
 float64 reference in teacher-forced mode for every one of the V^K sequences. Negative control:

@@ -1,5 +1,5 @@
 """markov_sample is a proper torch op: opcheck (schema, fake kernel, dispatch) and
-torch.compile(fullgraph=True) (SPEC §9)."""
+torch.compile(fullgraph=True) (design §9)."""
 import pytest
 import torch
 

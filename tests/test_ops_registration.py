@@ -1,5 +1,5 @@
 """The ops are proper torch ops: opcheck (schema, fake kernels, dispatch) and
-torch.compile(fullgraph=True) (SPEC §9)."""
+torch.compile(fullgraph=True) (design §9)."""
 import pytest
 import torch
 

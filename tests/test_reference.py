@@ -2,7 +2,7 @@
 
 The reference itself must be right: Philox known-answer vectors, the stream layout of the
 native generator, the uniforms' range, the greedy rule, the flag conventions, padded vs ragged
-agreement, and the SPEC §3.3 toy law (token-wise 10/9, block 11/9 accepted tokens) both
+agreement, and the design §3.3 toy law (token-wise 10/9, block 11/9 accepted tokens) both
 enumerated exactly and by Monte Carlo through the reference.
 """
 
@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from dspark_ext import reference as R
+from dspark_ext.reference.laws import _inv_temperature
 
 # ----------------------------------------------------------------------------------------
 # Philox and the stream layout
@@ -276,7 +277,7 @@ def test_padded_and_ragged_layouts_agree(method, onehot):
 
 
 def test_results_depend_only_on_the_row():
-    """Batch composition does not change a row's outcome (per-row streams, SPEC §2)."""
+    """Batch composition does not change a row's outcome (per-row streams, design §2)."""
     target, tokens, draft, lengths = _random_problem(6, 3, 8, seed=5)
     temps, seed, offset = torch.full((6,), 1.0), torch.arange(6) + 11, torch.full((6,), 4)
     full = R.rejection_sample(target, tokens, draft, temps, seed, offset, lengths, method="block")
@@ -317,7 +318,7 @@ def test_masked_draft_and_target_tokens():
 def test_scaled_overflow_is_masked():
     """A finite logit whose float32 product with 1/T overflows is masked, as in the kernel."""
     logits = torch.tensor([3.0e38, 1.0, float("nan"), -float("inf"), 2.0])
-    s = R.masked_scaled(logits, R._inv_temperature(0.5))
+    s = R.masked_scaled(logits, _inv_temperature(0.5))
     assert s.tolist() == [-math.inf, 2.0, -math.inf, -math.inf, 4.0]
     # Read as float32 (the kernel's input precision), then widened exactly.
     assert R.masked_scaled(logits, 1.0)[0] == float(torch.tensor(3.0e38, dtype=torch.float32))
@@ -365,7 +366,7 @@ def test_bad_arguments_raise():
 
 
 # ----------------------------------------------------------------------------------------
-# SPEC §3.3 toy law: target (1/3, 2/3), draft (2/3, 1/3) at every position, gamma = 2
+# design §3.3 toy law: target (1/3, 2/3), draft (2/3, 1/3) at every position, gamma = 2
 # ----------------------------------------------------------------------------------------
 
 TOY_P = (Fraction(1, 3), Fraction(2, 3))
@@ -378,7 +379,7 @@ def exact_accepted_law(p, q, gamma, method, block_without_residual=False):
     position, by enumerating the draft tokens and integrating the uniforms analytically.
 
     Token-wise: position k passes with probability min(1, p/q); the count is the first
-    failure. Block (SPEC §3.3): tau = i with probability h_i * prod_{j>i} (1 - h_j), h_l = w_l.
+    failure. Block (design §3.3): tau = i with probability h_i * prod_{j>i} (1 - h_j), h_l = w_l.
     ``block_without_residual`` is a deliberately wrong variant (h_i = 0 for i < l, i.e.
     ignoring the residual mass) used as a negative control.
     """

@@ -1,4 +1,4 @@
-"""The prefix scheduler op against its plain-Python reference (SPEC §6, issue 4): exact
+"""The prefix scheduler op against its plain-Python reference (design §6, issue 4): exact
 agreement on random inputs (ties, zeros, jagged SPS curves, caps, budgets), the Appendix A
 counterexample, the asynchronous scheduler, baselines, SPSProfile, bad input, opcheck and
 torch.compile."""
@@ -143,7 +143,7 @@ def test_zero_confidence_is_not_a_candidate():
 
 
 # ---------------------------------------------------------------------------------------------
-# Appendix A (SPEC §6), exactly
+# Appendix A (design §6), exactly
 # ---------------------------------------------------------------------------------------------
 
 APPENDIX_SPS = torch.tensor([0.0, 1.0, 0.5, 0.45], dtype=torch.float64)  # sps[B], B = 0..3

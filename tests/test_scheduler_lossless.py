@@ -1,4 +1,4 @@
-"""End to end: the scheduler's lengths drive the verification op (SPEC §6 Appendix A, §9).
+"""End to end: the scheduler's lengths drive the verification op (design §6 Appendix A, §9).
 
 Paper Appendix A: one request (R = 1), gamma = 2, vocabulary {A, B} = {0, 1}, target
 p_0 = (0.7, 0.3) and draft q_0 = (0.5, 0.5) at the first position, so a_1 = sum min(p, q) = 0.8,

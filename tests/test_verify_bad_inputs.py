@@ -1,4 +1,4 @@
-"""Bad input gets a clear error naming the argument (SPEC §9), never a crash or garbage."""
+"""Bad input gets a clear error naming the argument (design §9), never a crash or garbage."""
 import math
 
 import pytest

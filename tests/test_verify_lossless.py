@@ -1,4 +1,4 @@
-"""Losslessness of rejection sampling and block verification (SPEC §3.2, §3.3, §9).
+"""Losslessness of rejection sampling and block verification (design §3.2, §3.3, §9).
 
 Context-free setting: target row k has the same law p_k whatever came before, so a lossless
 round, completed with fresh target samples after its last emitted token, yields sequences
@@ -173,7 +173,7 @@ def test_block_accepts_at_least_as_many_as_token(draft, scenario):
 
 @pytest.mark.slow
 def test_toy_law_expected_accepted_tokens():
-    """SPEC §3.3: target (1/3, 2/3), draft (2/3, 1/3), gamma = 2: token-wise expects 10/9
+    """design §3.3: target (1/3, 2/3), draft (2/3, 1/3), gamma = 2: token-wise expects 10/9
     accepted tokens, block verification 11/9."""
     n = 200_000
     t = torch.log(torch.tensor([1 / 3, 2 / 3])).expand(n, 3, 2)

@@ -1,6 +1,6 @@
 """Vectorised NumPy model of one verification round, with deliberate bugs.
 
-Used only for the negative controls of the losslessness tests (SPEC §9): the same chi-square
+Used only for the negative controls of the losslessness tests (design §9): the same chi-square
 test that accepts the native op must reject each broken variant. The correct variant (bug=None)
 is checked to pass too, so a rejection is due to the bug and not to the model.
 

@@ -1,4 +1,4 @@
-// Per-element math of Markov-head drafting (SPEC §4), shared by the CPU and CUDA executors.
+// Per-element math of Markov-head drafting (design §4), shared by the CPU and CUDA executors.
 //
 // One drafting step of one row, for every vocabulary lane v:
 //   z_f   = float(base_logits[v]) + bias[v]            (float32 add; bias accumulated in fp32)
@@ -39,7 +39,7 @@ DSPARK_FN MarkovRowMode markov_row_mode(float temperature) {
   return MarkovRowMode{sample ? inv_t : 1.0f, sample};
 }
 
-// The stream of draft position k (SPEC §2): purpose kDraftSample, counter position k.
+// The stream of draft position k (design §2): purpose kDraftSample, counter position k.
 DSPARK_FN RngStream markov_stream(int64_t seed, int64_t offset, int64_t k) {
   return RngStream::make(seed, offset, k, RngPurpose::kDraftSample);
 }

@@ -1,4 +1,4 @@
-// Counter-based Philox4x32-10 (Salmon et al., SC'11) and the stream layout of SPEC §2.
+// Counter-based Philox4x32-10 (Salmon et al., SC'11) and the stream layout of design §2.
 //
 // Header-only and C10_HOST_DEVICE: the CPU kernels, the CUDA kernels and the C++ unit tests
 // all include this one definition, so the same (seed, offset, position, purpose, lane) gives
@@ -49,7 +49,7 @@ DSPARK_FN Philox4x32Out philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2,
   return Philox4x32Out{{c0, c1, c2, c3}};
 }
 
-// Purposes are disjoint counter ranges (SPEC §2), so draft sampling, acceptance tests and
+// Purposes are disjoint counter ranges (design §2), so draft sampling, acceptance tests and
 // residual/bonus sampling of the same (seed, offset, position) never share a word.
 enum class RngPurpose : uint32_t {
   kDraftSample = 1,   // Markov-head drafting (Gumbel over the vocabulary)

@@ -1,4 +1,4 @@
-// The hardware-aware prefix scheduler (SPEC §6; paper Algorithm 1 and §5.2), header-only so
+// The hardware-aware prefix scheduler (design §6; paper Algorithm 1 and §5.2), header-only so
 // that the CPU executor (cpu/schedule_cpu.cpp: a lazy k-way merge of the rows) and the CUDA
 // executor (cuda/schedule_cuda.cu: a block-wide sort) run the same decisions with the same
 // arithmetic. dspark_ext/reference_schedule.py is the plain-Python statement of the same

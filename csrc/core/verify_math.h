@@ -1,4 +1,4 @@
-// Per-element and per-position math of verification (SPEC §3), shared by every executor.
+// Per-element and per-position math of verification (design §3), shared by every executor.
 //
 // The CPU loops and the CUDA block loops call exactly these functions, so a token decided on
 // one executor is decided by the same arithmetic on the other. The per-element functions are
@@ -126,14 +126,14 @@ DSPARK_FN F prob_finite_lse(F scaled, F lse) {
   return exp2_le127_lanes(scaled - lse);
 }
 
-// Token-wise acceptance (SPEC §3.2): accept iff u < p/q, decided in log space so that huge
+// Token-wise acceptance (design §3.2): accept iff u < p/q, decided in log space so that huge
 // ratios cannot overflow. q = 0 => reject; p = 0 => never accept.
 DSPARK_FN bool accept_token(float u, float log_p, float log_q) {
   if (log_q == kNegInf || log_p == kNegInf) return false;
   return log2_f(u) < log_p - log_q;
 }
 
-// Block verification weight update (SPEC §3.3), in log2 space:
+// Block verification weight update (design §3.3), in log2 space:
 // log w_i = min(0, log w_{i-1} + log p - log q); q = 0 or p = 0 gives w_i = 0.
 DSPARK_FN float block_log_weight(float log_w_prev, float log_p, float log_q) {
   if (log_q == kNegInf || log_p == kNegInf || log_w_prev == kNegInf) return kNegInf;
@@ -230,7 +230,7 @@ DSPARK_FN F gumbel2_key(F scaled, F neg_log2_u) {
   return select_f(scaled == F(kNegInf), F(kNegInf), scaled - log2_pos_lanes(neg_log2_u));
 }
 
-// Arg-max accumulator, ties to the lowest index (SPEC §2), -1 while empty.
+// Arg-max accumulator, ties to the lowest index (design §2), -1 while empty.
 struct ArgMax {
   float key;
   int64_t index;

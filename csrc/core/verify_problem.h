@@ -1,4 +1,4 @@
-// Where each request's rows live: the padded and the ragged layout of SPEC §1 behind one
+// Where each request's rows live: the padded and the ragged layout of design §1 behind one
 // set of accessors, so one kernel body serves both. All offsets are int64 (B*K*V exceeds
 // 2^31 at realistic sizes) and come from the tensors' strides, so views work.
 #pragma once

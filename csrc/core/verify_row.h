@@ -1,4 +1,4 @@
-// The per-request verification algorithms (SPEC §3.1-3.3), written once against an
+// The per-request verification algorithms (design §3.1-3.3), written once against an
 // executor interface so the CPU kernel (one thread per request) and the CUDA kernel (one
 // thread block per request, every thread running this control flow on broadcast values)
 // make identical decisions.
@@ -58,7 +58,7 @@ C10_HOST_DEVICE inline bool draft_in_vocab(const Exec& ex, int64_t token) {
   return token >= 0 && token < ex.vocab();
 }
 
-// SPEC §3.1: accept while the draft equals the target argmax; then one argmax token.
+// design §3.1: accept while the draft equals the target argmax; then one argmax token.
 template <class Exec>
 C10_HOST_DEVICE void verify_row_greedy(Exec& ex, int64_t num_draft) {
   int64_t k = 0;
@@ -88,7 +88,7 @@ C10_HOST_DEVICE inline float draft_log_prob(Exec& ex, int64_t k, int64_t x, floa
   return log_prob(masked_scaled(ex.draft_value(k, x), scale), lse_d);
 }
 
-// SPEC §3.2: token-wise rejection sampling.
+// design §3.2: token-wise rejection sampling.
 template <class Exec>
 C10_HOST_DEVICE void verify_row_token(Exec& ex, const RowParams& rp) {
   const float scale = verify_scale(1.0f / rp.temperature);
@@ -121,7 +121,7 @@ C10_HOST_DEVICE void verify_row_token(Exec& ex, const RowParams& rp) {
   ex.finish(rp.num_draft, rp.num_draft + 1);
 }
 
-// SPEC §3.3: block verification. 1-based i of the spec = position k + 1 here: w_i uses row
+// design §3.3: block verification. 1-based i of the spec = position k + 1 here: w_i uses row
 // k = i-1, res_i / Z_i / the correction after tau = i use row k = i.
 template <class Exec>
 C10_HOST_DEVICE void verify_row_block(Exec& ex, const RowParams& rp) {

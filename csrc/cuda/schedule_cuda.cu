@@ -1,7 +1,7 @@
 // CUDA kernel of the scheduler op: one thread block for the whole batch (R x K confidences
 // are a few thousand numbers). The block computes every request's prefix survival
 // (core/schedule.h) into an array indexed j * R + r, bitonic-sorts the indices by descending
-// a (ties: smaller index, i.e. smaller j then smaller r: the path order of SPEC §6), then one
+// a (ties: smaller index, i.e. smaller j then smaller r: the path order of design §6), then one
 // thread runs the shared schedule_scan over the sorted path (serial double sums in path order,
 // so the result is bit-identical to the CPU op and the Python reference) and the block writes
 // the per-request lengths. Same arguments and outputs as the CPU kernel

@@ -98,7 +98,7 @@ def fit_sts_file(work: str, drafter: str, max_new_tokens: int = 96, gamma: int =
     temperature; returns and writes {"temperatures": {T: [K floats]}, ...}."""
     from transformers import AutoModelForCausalLM
     from ..drafters.dspark import DSparkDrafter
-    from ..eval.runner import EvalConfig, _speculative, _split
+    from ..eval.runner import EvalConfig, speculative, split_prompts
     from ..calibration import fit_sts
     from ..decoding import FixedLength, SpeculativeDecoder
     ckpt = final_checkpoint(os.path.join(work, drafter))
@@ -106,14 +106,14 @@ def fit_sts_file(work: str, drafter: str, max_new_tokens: int = 96, gamma: int =
                                                   dtype=torch.float32).eval()
     model = DSparkDrafter.from_pretrained(ckpt, dtype=torch.float32).eval()
     prompts = [p["input_ids"] for p in _read_prompts(work)]
-    fit_prompts, _ = _split(prompts, 0.5)
+    fit_prompts, _ = split_prompts(prompts, 0.5)
     decoder = SpeculativeDecoder(target, model, gamma=gamma)
     fits = {}
     for t in STS_TEMPERATURES:
         cfg = EvalConfig(temperature=t, max_new_tokens=max_new_tokens, batch_size=8,
                          eos_token_id=target.config.eos_token_id)
         verify = "greedy" if t == 0 else "token"
-        run = _speculative(decoder, fit_prompts, cfg, FixedLength(gamma), verify, gamma)
+        run = speculative(decoder, fit_prompts, cfg, FixedLength(gamma), verify, gamma)
         fits[str(t)] = [float(x) for x in fit_sts(*run["stats"].calibration_inputs())]
     out = {"temperatures": fits, "fit_prompts": len(fit_prompts), "gamma": gamma,
            "max_new_tokens": max_new_tokens, "checkpoint": os.path.basename(ckpt)}

@@ -1,37 +1,52 @@
-"""The speculative decoding loop (SPEC §8), the one place that drives a target and a drafter.
+"""The speculative decoding loop (design §8), the one place that drives a target and a
+drafter; neither knows the other's internals, both are reached through their protocols
+(design §11).
 
-Per round, for every request still running: the drafter proposes K tokens after the anchor
-(the last committed token), the length policy picks how many each row verifies, the target
-scores ``[anchor, drafts]`` in one forward, the verification op accepts a prefix and samples
-the correction/bonus token, and both sides roll back what was rejected. Rows finish on
-their own (EOS accepted, or ``max_new_tokens``) and leave the batch.
+A round, for every request still running (:meth:`SpeculativeDecoder._round`):
 
-Host synchronisations per round: the verified width ``max(l) + 1``, the verdicts (accepted
-counts and output tokens, one copy) and the target's cache crop -- a constant, whatever K
-and the batch size.
+1. the drafter proposes gamma tokens after the anchor (the last committed token);
+2. the length policy picks ``num_draft`` per row (at most the cap of :func:`verify_cap`);
+3. the target scores ``[anchor, drafts]`` in one forward;
+4. the verification op accepts a prefix and samples the correction/bonus token;
+5. the target truncates to what was committed; the drafter receives the committed tokens
+   with the accepted counts and rolls itself back (design §11); rows that finished (EOS, or
+   ``max_new_tokens``) leave the batch on every side at once (:class:`BatchState`).
+
+Host synchronisations per round, whatever gamma and the batch size:
+
+* the verified width ``max(num_draft) + 1`` (it sizes the target's block);
+* the verdict: accepted counts and output tokens, in one copy;
+* the target's own, if any (:class:`~dspark_ext.targets.HFTarget` reads which cache slots are
+  still used, to crop them; :class:`~dspark_ext.targets.KVCache` reads its longest row);
+* the drafter's own, if any (the DSpark context cache reads its longest row to grow);
+* with statistics recorded (the default): the verified lengths, the flags and the confidence
+  logits (:class:`~dspark_ext.decoding.observers.StatsRecorder`);
+* with profiling: a device synchronisation at every phase edge (CUDA only).
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from ..drafters.base import ContextUpdate, Drafter
-from ..ops import rejection_sample, verify_greedy
-from ..sampling import sample_target
-from ..targets.base import Target, check_feature_layers
-from .inputs import (check_offsets, per_row_seed, per_row_temperature,
+from ..profiling import PhaseTimer, phase
+from ..targets.adapt import as_target
+from ..targets.base import check_target_layer_ids
+from .batch import BatchState
+from .emit import Emitter, StreamCallback
+from .inputs import (check_offsets, check_token_ids, per_row_seed, per_row_temperature,
                      prompts_to_right_padded, token_set)
+from .observers import RoundObserver, StatsRecorder
 from .policies import FixedLength
-from .profile import PhaseTimer, phase
-from .stats import GenerationStats, RoundStats
-from .warp import check_top_k_top_p, truncate_logits
+from .stats import GenerationStats
+from .verification import METHODS, first_token, verify_cap, verify_drafts
+from .warp import check_top_k_top_p
 
-_VERIFY = ("greedy", "token", "block")
-StreamCallback = Callable[[Dict[int, List[int]]], None]
+__all__ = ["GenerationOutput", "SpeculativeDecoder", "as_target"]
 
 
 @dataclass
@@ -50,15 +65,27 @@ class GenerationOutput:
         return torch.tensor([len(t) for t in self.new_tokens], dtype=torch.int64)
 
 
-def as_target(target) -> Target:
-    """A :class:`Target` adapter as is; a Hugging Face causal LM wrapped in HFTarget."""
-    if hasattr(target, "prefill") and hasattr(target, "truncate"):
-        return target
-    if hasattr(target, "config") and hasattr(target, "get_input_embeddings"):
-        from ..targets.hf import HFTarget
-        return HFTarget(target)
-    raise TypeError(f"target must be a Target adapter (prefill/forward/truncate) or a Hugging "
-                    f"Face causal LM, got {type(target).__name__}")
+@dataclass
+class _Call:
+    """The settings of one ``generate`` call that every round reads."""
+
+    gamma: int
+    method: str
+    policy: object
+    top_k: Optional[int]
+    top_p: Optional[float]
+    emitter: Emitter
+    observers: List[RoundObserver]
+
+
+def _method(method: Optional[str], verify: Optional[str], default: str) -> str:
+    if method is not None and verify is not None and method != verify:
+        raise ValueError(f"pass the verification method once: method={method!r} and its older "
+                         f"name verify={verify!r} disagree")
+    m = method or verify or default
+    if m not in METHODS:
+        raise ValueError(f"method (verify) must be one of {METHODS}, got {m!r}")
+    return m
 
 
 class SpeculativeDecoder:
@@ -68,18 +95,25 @@ class SpeculativeDecoder:
     :class:`~dspark_ext.targets.TorchTarget`) or a transformers causal LM.
     drafter: any :class:`~dspark_ext.drafters.Drafter` (DSpark, DFlash, n-gram, a small LM).
     gamma: draft tokens proposed per round (default: the drafter's ``max_draft``, else 4).
-    verify: "greedy" (T = 0 only), "token" (rejection sampling) or "block" (block
-    verification). length_policy: FixedLength (default), StaticThreshold or Scheduled.
+    method: the verification method, "greedy" (T = 0 only), "token" (rejection sampling) or
+    "block" (block verification); ``verify=`` is its older name. length_policy: FixedLength
+    (default), StaticThreshold or Scheduled.
     """
 
     def __init__(self, target, drafter: Drafter, *, gamma: Optional[int] = None,
-                 verify: str = "token", length_policy=None):
+                 method: Optional[str] = None, verify: Optional[str] = None,
+                 length_policy=None):
         self.target = as_target(target)
         self.drafter = drafter
         self.gamma = gamma
-        self.verify = verify
+        self.method = _method(method, verify, "token")
         self.length_policy = length_policy
         self._check_pair()
+
+    @property
+    def verify(self) -> str:
+        """The verification method (older name of :attr:`method`)."""
+        return self.method
 
     def _check_pair(self) -> None:
         t, d = self.target, self.drafter
@@ -89,10 +123,8 @@ class SpeculativeDecoder:
         ids = getattr(d, "target_layer_ids", None)
         if ids is None:
             return
-        check_feature_layers(ids, t.num_layers)
-        # DSpark's fc projects len(ids) target hidden states of the drafter's own width.
-        dh = getattr(d, "target_hidden_size", None) or getattr(
-            getattr(d, "config", None), "hidden_size", None)
+        check_target_layer_ids(ids, t.num_layers)
+        dh = getattr(d, "target_hidden_size", None)
         if dh is not None and int(dh) != t.hidden_size:
             raise ValueError(f"drafter expects target features of hidden size {dh}, the target "
                              f"has hidden_size {t.hidden_size}")
@@ -113,27 +145,30 @@ class SpeculativeDecoder:
                  max_new_tokens: int = 32, temperature: Union[float, Tensor] = 0.0,
                  seed: Union[int, Tensor, None] = 0,
                  eos_token_id: Union[None, int, Sequence[int]] = None,
-                 pad_token_id: Optional[int] = None, verify: Optional[str] = None,
-                 gamma: Optional[int] = None, length_policy=None,
-                 top_k: Optional[int] = None, top_p: Optional[float] = None,
-                 stream: Optional[StreamCallback] = None,
-                 profile: bool = False) -> GenerationOutput:
+                 pad_token_id: Optional[int] = None, method: Optional[str] = None,
+                 verify: Optional[str] = None, gamma: Optional[int] = None,
+                 length_policy=None, top_k: Optional[int] = None,
+                 top_p: Optional[float] = None, stream: Optional[StreamCallback] = None,
+                 profile: bool = False, record_stats: bool = True,
+                 observers: Sequence[RoundObserver] = ()) -> GenerationOutput:
         """Continue every prompt by up to ``max_new_tokens`` tokens.
 
         input_ids [B, L] (left or right padded, with ``attention_mask``), [L], or a list of
-        token lists. temperature: a number or float [B] (0 = greedy row). seed: an int (row b
-        uses seed + b), an int64 tensor [B] (one Philox key per request: the same key gives
-        the same tokens whatever batch the request runs in, for per-row policies), or None
-        (fresh). eos_token_id: id(s) that end a row (the EOS is emitted, nothing after it).
-        top_k / top_p: truncate the target's law as transformers' warpers do (the output is
-        then distributed as sampling the truncated law).
-        stream: called once per round with {request index: new tokens}. profile: record
-        per-phase times in ``stats.timings``.
+        token lists; every token id in [0, V). temperature: a number or float [B] (0 = greedy
+        row). seed: an int (row b uses seed + b), an int64 tensor [B] (one Philox key per
+        request: the same key gives the same tokens whatever batch the request runs in, for
+        per-row policies), or None (fresh). eos_token_id: id(s) that end a row (the EOS is
+        emitted, nothing after it). method (or its older name verify): "greedy", "token" or
+        "block" (default: the decoder's). top_k / top_p: truncate the target's law as
+        transformers' warpers do (the output is then distributed as sampling the truncated
+        law). stream: called once per round with {request index: new tokens}.
+        profile: record per-phase times in ``stats.timings``. record_stats: keep per-round
+        statistics in ``stats`` (host copies every round; off, ``stats`` has no rounds).
+        observers: more :class:`~dspark_ext.decoding.observers.RoundObserver` objects,
+        called once per round.
         """
-        verify = verify or self.verify
+        method = _method(method, verify, self.method)
         check_top_k_top_p(top_k, top_p)
-        if verify not in _VERIFY:
-            raise ValueError(f"verify must be one of {_VERIFY}, got {verify!r}")
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
         k = self._gamma(gamma)
@@ -143,141 +178,101 @@ class SpeculativeDecoder:
         dev = target.device
         raw = input_ids if isinstance(input_ids, Tensor) else None
         tokens, lengths, _ = prompts_to_right_padded(input_ids, attention_mask)
+        check_token_ids(tokens, lengths, target.vocab_size)
         tokens, lengths = tokens.to(dev), lengths.to(dev)
         b = tokens.shape[0]
         temp = per_row_temperature(temperature, b, dev)
-        if verify == "greedy" and bool((temp > 0).any()):
-            raise ValueError("verify='greedy' needs temperature 0 on every row; use 'token' "
-                             "or 'block' for sampling")
+        if method == "greedy" and bool((temp > 0).any()):
+            raise ValueError("method 'greedy' (verify='greedy') needs temperature 0 on every "
+                             "row; use 'token' or 'block' for sampling")
         seeds = per_row_seed(seed, b, dev)
         eos = token_set(eos_token_id, target.vocab_size, dev)
         longest = int(lengths.max())
         if target.max_positions is not None and longest + max_new_tokens > target.max_positions:
             raise ValueError(f"prompt length {longest} + max_new_tokens {max_new_tokens} exceeds "
                              f"the target's position limit {target.max_positions}")
-        stats = GenerationStats(draft_len=k)
-        new_tokens: List[List[int]] = [[] for _ in range(b)]
+        recorder = StatsRecorder(k) if record_stats else None
+        call = _Call(k, method, policy, top_k, top_p, Emitter(b, max_new_tokens, eos, stream),
+                     ([recorder] if recorder else []) + list(observers))
+        stats = recorder.stats if recorder else GenerationStats(k)
         if max_new_tokens > 0:
             timer = PhaseTimer() if profile else contextlib.nullcontext()
             with timer:
-                self._run(tokens, lengths, temp, seeds, eos, max_new_tokens, k, verify, policy,
-                          (top_k, top_p), stats, new_tokens, stream)
+                self._run(tokens, lengths, temp, seeds, call)
             if profile:
                 stats.timings = timer.exclusive()
+        new_tokens = call.emitter.new_tokens
         return GenerationOutput(self._sequences(raw, tokens, lengths, new_tokens,
                                                 max_new_tokens, pad_token_id, eos),
                                 new_tokens, stats)
 
-    def _run(self, tokens, lengths, temp, seeds, eos, max_new, k, verify, policy, warp, stats,
-             new_tokens, stream) -> None:
+    def _run(self, tokens: Tensor, lengths: Tensor, temp: Tensor, seeds: Tensor,
+             call: _Call) -> None:
+        state, done = self._start(tokens, lengths, temp, seeds, call)
+        round_no = 0
+        while True:
+            with phase("bookkeeping"):
+                alive = (~done).nonzero().flatten()
+                if alive.numel() == 0:
+                    return
+                state.keep(alive)
+                round_no += 1
+                check_offsets(round_no)
+            done = self._round(state, call, torch.full_like(state.seed, round_no))
+
+    def _start(self, tokens, lengths, temp, seeds, call: _Call):
+        """Prefill both sides and sample the first anchor; returns the batch and which rows
+        are already done (host sync: the first tokens)."""
         target, drafter = self.target, self.drafter
         b, dev = tokens.shape[0], tokens.device
         target.reset(b, getattr(drafter, "target_layer_ids", None))
         drafter.reset(b, dev)
         with phase("target_forward"):
             first = target.prefill(tokens, lengths)
-        offset = torch.zeros(b, dtype=torch.int64, device=dev)
         with phase("verify_op"):
-            anchor = sample_target(truncate_logits(first.logits[:, -1], temp, *warp),
-                                   temp, seeds, offset)
-        positions = torch.arange(tokens.shape[1], device=dev)[None, :].expand_as(tokens)
+            anchor = first_token(first.logits[:, -1], temp, seeds, call.top_k, call.top_p)
         with phase("draft"):
+            positions = torch.arange(tokens.shape[1], device=dev)[None, :].expand_as(tokens)
             drafter.update(ContextUpdate(tokens, lengths, positions, first.features))
-        rows = torch.arange(b)                                   # request ids, host
+        state = BatchState(target, drafter, anchor, temp, seeds)
         with phase("bookkeeping"):
-            anchor_host = anchor.cpu()
-            done = self._emit(rows, anchor_host[:, None], torch.ones(b, dtype=torch.int64),
-                              eos, max_new, new_tokens, stream)
-        round_no = 0
-        while True:
-            with phase("bookkeeping"):
-                keep = (~done).nonzero().flatten()
-                if keep.numel() == 0:
-                    return
-                if keep.numel() < rows.numel():
-                    idx = keep.to(dev)
-                    rows, anchor, temp, seeds = rows[keep], anchor[idx], temp[idx], seeds[idx]
-                    target.select_rows(idx)
-                    drafter.select_rows(idx)
-                round_no += 1
-                check_offsets(round_no)
-                offset = torch.full_like(seeds, round_no)
-                pos = target.lengths()
-                remaining = torch.tensor([max_new - len(new_tokens[r]) for r in rows.tolist()],
-                                         dtype=torch.int64, device=dev)
-            with phase("draft"):
-                block = drafter.draft(anchor, pos, k, temp, seeds, offset)
-            with phase("bookkeeping"):
-                cap = torch.clamp(remaining - 1, max=k)
-                # A draft of -1 (a position whose drafter logits were all masked) and what
-                # follows it are never verified.
-                cap = torch.minimum(cap, (block.draft_tokens >= 0).long().cumprod(1).sum(1))
-                if block.num_valid is not None:
-                    cap = torch.minimum(cap, block.num_valid.to(cap))
-                ver = policy(block, cap).to(torch.int64)
-                width = int(ver.max()) + 1                         # host sync 1
-                drafts = block.draft_tokens[:, : width - 1].clamp(min=0)
-                block_in = torch.cat([anchor[:, None], drafts], dim=1)
-            with phase("target_forward"):
-                step = target.forward(block_in, ver + 1)
-            with phase("verify_op"):
-                logits = truncate_logits(step.logits, temp, *warp)
-                if verify == "greedy":
-                    res = verify_greedy(logits, drafts, ver)
-                else:
-                    q = None if block.draft_logits is None else block.draft_logits[:, : width - 1]
-                    res = rejection_sample(logits, drafts, q, temp, seeds, offset, ver,
-                                           method=verify)
-            with phase("bookkeeping"):
-                acc_host, out_host = res.accepted.cpu(), res.out_tokens.cpu()  # host sync 2
-                target.truncate(pos + res.accepted + 1)
-                anchor = res.out_tokens.gather(1, res.accepted[:, None])[:, 0]
-                stats.rounds.append(self._round(rows, ver, acc_host, res.accept_flags, k,
-                                                block.confidence_logits))
-                done = self._emit(rows, out_host, acc_host + 1, eos, max_new, new_tokens,
-                                  stream)
-            with phase("draft"):
-                # The anchor and the accepted drafts are committed; their target features come
-                # from this round's forward.
-                block_pos = pos[:, None] + torch.arange(width, device=dev)[None, :]
-                drafter.update(ContextUpdate(block_in, res.accepted + 1, block_pos,
-                                             step.features))
+            done = call.emitter.emit(state.rows, anchor.cpu()[:, None],
+                                     torch.ones(b, dtype=torch.int64))
+        return state, done
 
-    @staticmethod
-    def _round(rows, ver, acc_host, flags, k, conf) -> RoundStats:
-        f = torch.full((rows.numel(), k), -1, dtype=torch.int8)
-        f[:, : flags.shape[1]] = flags.cpu()
-        z = None
-        if conf is not None:
-            z = conf.float().cpu()
-        return RoundStats(rows.clone(), ver.cpu(), acc_host, f, z)
-
-    @staticmethod
-    def _emit(rows, out_host, count, eos, max_new, new_tokens, stream) -> Tensor:
-        """Append each row's ``count`` first tokens (cut after an EOS and at max_new);
-        returns which rows are finished."""
-        done = torch.zeros(rows.numel(), dtype=torch.bool)
-        eos_list = None if eos is None else set(eos.tolist())
-        fresh: Dict[int, List[int]] = {}
-        for i, (r, toks) in enumerate(zip(rows.tolist(), out_host.tolist())):
-            toks = toks[: int(count[i])]
-            if -1 in toks:  # a target row with every logit masked: nothing to emit, stop
-                toks = toks[: toks.index(-1)]
-                done[i] = True
-            if eos_list is not None:
-                for j, t in enumerate(toks):
-                    if t in eos_list:
-                        toks = toks[: j + 1]
-                        done[i] = True
-                        break
-            room = max_new - len(new_tokens[r])
-            toks = toks[:room]
-            new_tokens[r].extend(toks)
-            fresh[r] = toks
-            if len(new_tokens[r]) >= max_new:
-                done[i] = True
-        if stream is not None:
-            stream(fresh)
+    def _round(self, s: BatchState, call: _Call, offset: Tensor) -> Tensor:
+        """One round over the running rows; returns which of them finished (bool, host)."""
+        target, drafter = self.target, self.drafter
+        dev = s.anchor.device
+        with phase("bookkeeping"):
+            pos = target.lengths()
+            room = torch.tensor(call.emitter.room(s.rows), dtype=torch.int64, device=dev)
+        with phase("draft"):
+            block = drafter.draft(s.anchor, pos, call.gamma, s.temperature, s.seed, offset)
+        with phase("bookkeeping"):
+            num_draft = call.policy(block, verify_cap(block, room, call.gamma)).to(torch.int64)
+            width = int(num_draft.max()) + 1                           # host sync: the width
+            drafts = block.draft_tokens[:, : width - 1].clamp(min=0)
+            block_in = torch.cat([s.anchor[:, None], drafts], dim=1)
+        with phase("target_forward"):
+            step = target.forward(block_in, num_draft + 1)
+        with phase("verify_op"):
+            res = verify_drafts(step.logits, drafts, block, num_draft, s.temperature, s.seed,
+                                offset, call.method, call.top_k, call.top_p)
+        with phase("bookkeeping"):
+            verdict = torch.cat([res.accepted[:, None], res.out_tokens], dim=1).cpu()  # sync
+            accepted, out_tokens = verdict[:, 0], verdict[:, 1:]
+            target.truncate(pos + res.accepted + 1)
+            s.anchor = res.out_tokens.gather(1, res.accepted[:, None])[:, 0]
+            for observer in call.observers:
+                observer.on_round(s.rows, num_draft, accepted, res, block)
+            done = call.emitter.emit(s.rows, out_tokens, accepted + 1)
+        with phase("draft"):
+            # The anchor and the accepted drafts are committed; their target features come
+            # from this round's forward.
+            block_pos = pos[:, None] + torch.arange(width, device=dev)[None, :]
+            drafter.update(ContextUpdate(block_in, res.accepted + 1, block_pos, step.features,
+                                         accepted=res.accepted))
         return done
 
     @staticmethod

@@ -8,7 +8,7 @@ from typing import Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from ..sampling import MAX_OFFSET
+from ..ops.sampling import MAX_OFFSET
 
 
 def prompts_to_right_padded(input_ids, attention_mask: Optional[Tensor]
@@ -62,6 +62,16 @@ def prompts_to_right_padded(input_ids, attention_mask: Optional[Tensor]
     return tokens, lengths, start
 
 
+def check_token_ids(tokens: Tensor, lengths: Tensor, vocab_size: int) -> None:
+    """Every prompt token (padding excluded) must be an id in [0, vocab_size)."""
+    live = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
+    bad = live & ((tokens < 0) | (tokens >= vocab_size))
+    if bool(bad.any()):
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"input_ids row {row} holds token id {int(tokens[row, col])} (at its "
+                         f"token {col}), outside the target's vocabulary [0, {vocab_size})")
+
+
 def per_row_temperature(temperature: Union[float, Tensor], batch: int,
                         device: torch.device) -> Tensor:
     t = torch.as_tensor(temperature, dtype=torch.float32)
@@ -87,6 +97,8 @@ def per_row_seed(seed: Union[int, Tensor, None], batch: int, device: torch.devic
         return seed.to(device)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int or an int64 tensor, got {type(seed).__name__}")
+    if not -(1 << 63) <= seed <= (1 << 63) - batch:
+        raise ValueError(f"seed must fit in int64 (row b uses seed + b, b < {batch}), got {seed}")
     return seed + torch.arange(batch, dtype=torch.int64, device=device)
 
 

@@ -7,7 +7,7 @@ emit) and returns ``lengths`` int64 [B] with ``0 <= lengths <= max_len``.
 * :class:`FixedLength` -- verify gamma drafts (the classic setting).
 * :class:`StaticThreshold` -- verify the prefix whose calibrated survival a_k =
   prod_{i<=k} sigmoid(z_i / T_i) stays at or above a threshold (paper Fig. 5).
-* :class:`Scheduled` -- the hardware-aware prefix scheduler (SPEC §6): Algorithm 1 with the
+* :class:`Scheduled` -- the hardware-aware prefix scheduler (design §6): Algorithm 1 with the
   early stop (``mode="causal"``) or the asynchronous scheduler (``mode="async"``) over an
   :class:`~dspark_ext.scheduler.SPSProfile` measured on the target. It couples the rows of a
   batch: a row's length depends on the other rows' confidences (still lossless).
@@ -53,7 +53,7 @@ class FixedLength:
     def __call__(self, block: DraftBlock, max_len: Tensor) -> Tensor:
         if self.gamma is None:
             return max_len
-        return torch.clamp(max_len, max=self.gamma)
+        return _sched.fixed_length(max_len.shape[0], self.gamma, max_len)
 
 
 class StaticThreshold:
@@ -117,6 +117,3 @@ class Scheduled:
         # The async capacity is a count over the whole batch: rows finishing between rounds
         # only make it conservative (fewer candidates than when it was computed).
         return self._async.step(c, max_len).lengths
-
-
-LengthPolicy = Union[FixedLength, StaticThreshold, Scheduled]

@@ -1,4 +1,4 @@
-"""Per-round statistics of speculative decoding, in the forms SPEC §5 metrics and the
+"""Per-round statistics of speculative decoding, in the forms design §5 metrics and the
 calibration module consume.
 
 Each round records, for every request still running (``rows`` = request indices):
@@ -8,7 +8,7 @@ Everything is on the CPU.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -24,13 +24,25 @@ class RoundStats:
     confidence_logits: Optional[Tensor] = None
 
 
-@dataclass
 class GenerationStats:
-    """All rounds of one ``generate`` call. ``draft_len`` is K (the width of flags)."""
+    """All rounds of one ``generate`` call. ``gamma`` is K, the width of ``flags`` (the
+    keyword ``draft_len`` is its older name)."""
 
-    draft_len: int
-    rounds: List[RoundStats] = field(default_factory=list)
-    timings: Dict[str, float] = field(default_factory=dict)
+    def __init__(self, gamma: Optional[int] = None, rounds: Optional[List[RoundStats]] = None,
+                 timings: Optional[Dict[str, float]] = None, *,
+                 draft_len: Optional[int] = None):
+        if (gamma is None) == (draft_len is None):
+            raise TypeError("GenerationStats needs gamma (or its older name draft_len), once")
+        self.gamma = int(gamma if gamma is not None else draft_len)
+        self.rounds: List[RoundStats] = [] if rounds is None else list(rounds)
+        self.timings: Dict[str, float] = {} if timings is None else dict(timings)
+
+    @property
+    def draft_len(self) -> int:
+        return self.gamma
+
+    def __repr__(self) -> str:
+        return f"GenerationStats(gamma={self.gamma}, rounds={len(self.rounds)})"
 
     @property
     def num_rounds(self) -> int:
@@ -39,7 +51,7 @@ class GenerationStats:
     def _cat(self, name: str) -> Tensor:
         parts = [getattr(r, name) for r in self.rounds]
         if not parts:
-            return torch.zeros((0, self.draft_len) if name in ("flags", "confidence_logits")
+            return torch.zeros((0, self.gamma) if name in ("flags", "confidence_logits")
                                else (0,), dtype=torch.int64)
         return torch.cat(parts)
 
@@ -50,7 +62,7 @@ class GenerationStats:
         return self._cat("accepted")
 
     def accepted_length(self) -> float:
-        """tau: mean tokens per round including the correction/bonus token (SPEC §5)."""
+        """tau: mean tokens per round including the correction/bonus token (design §5)."""
         a = self.accepted()
         return float(a.double().mean() + 1) if a.numel() else float("nan")
 
@@ -61,7 +73,7 @@ class GenerationStats:
         if any(r.confidence_logits is None for r in self.rounds):
             raise ValueError("the drafter has no confidence head: no confidence logits")
         z = self._cat("confidence_logits").float()
-        k = torch.arange(self.draft_len)[None, :]
+        k = torch.arange(self.gamma)[None, :]
         survived = k < self.accepted()[:, None]
         valid = k < self.verified()[:, None]
         return z, survived, valid
@@ -69,7 +81,7 @@ class GenerationStats:
     def conditional_acceptance(self) -> Tensor:
         """Per position k: among verified drafts whose positions < k were all accepted, the
         fraction where k was accepted (paper Fig. 2). float64 [K] (NaN where none)."""
-        k = torch.arange(self.draft_len)[None, :]
+        k = torch.arange(self.gamma)[None, :]
         acc, ver = self.accepted()[:, None], self.verified()[:, None]
         reached = (k <= acc) & (k < ver)
         ok = (k < acc) & reached
@@ -77,7 +89,7 @@ class GenerationStats:
 
     def prefix_survival(self) -> Tensor:
         """accept@k = #(accepted > k) / #(verified > k), float64 [K]."""
-        k = torch.arange(self.draft_len)[None, :]
+        k = torch.arange(self.gamma)[None, :]
         acc, ver = self.accepted()[:, None], self.verified()[:, None]
         return (acc > k).sum(0).double() / (ver > k).sum(0).double()
 

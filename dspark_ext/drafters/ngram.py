@@ -19,6 +19,7 @@ from .base import ContextUpdate, DraftBlock
 class NgramDrafter:
     vocab_size: Optional[int] = None
     target_layer_ids = None
+    target_hidden_size = None
 
     def __init__(self, max_ngram: int = 3, min_ngram: int = 1,
                  max_draft: Optional[int] = None):
@@ -49,16 +50,16 @@ class NgramDrafter:
         self._hist[rows[live], dst[live]] = tokens[live]
         self._len = self._len + lengths
 
-    def draft(self, anchor: Tensor, anchor_position: Tensor, num_tokens: int,
+    def draft(self, anchor: Tensor, anchor_position: Tensor, gamma: int,
               temperature: Tensor, seed: Tensor, offset: Tensor) -> DraftBlock:
         b = anchor.shape[0]
         n_hist = self._len + 1                                    # history + anchor
         width = int(n_hist.max()) if b else 1
-        hist = torch.full((b, width + num_tokens), -1, dtype=torch.int64)
+        hist = torch.full((b, width + gamma), -1, dtype=torch.int64)
         hist[:, : min(width, self._hist.shape[1])] = self._hist[:, :width]
         rows = torch.arange(b)
         hist[rows, self._len] = anchor.cpu()
-        out = torch.zeros((b, num_tokens), dtype=torch.int64)
+        out = torch.zeros((b, gamma), dtype=torch.int64)
         found = torch.zeros(b, dtype=torch.int64)
         unmatched = torch.ones(b, dtype=torch.bool)
         for n in range(self.max_ngram, self.min_ngram - 1, -1):
@@ -75,15 +76,15 @@ class NgramDrafter:
             # Prefer the match with the longest continuation (up to K tokens), then the most
             # recent: the latest match of a repeating tail is often followed by only a
             # token or two before the present.
-            avail_all = (n_hist[:, None] - (start + n)).clamp(min=0, max=num_tokens)
+            avail_all = (n_hist[:, None] - (start + n)).clamp(min=0, max=gamma)
             score = torch.where(ok, avail_all * (win.shape[1] + 1) + start, -1)
             top = score.max(1).values
             best = torch.where(top >= 0, top % (win.shape[1] + 1), -1)
             take = unmatched & (top >= 0)
             if bool(take.any()):
-                src = best[:, None] + n + torch.arange(num_tokens)[None, :]
+                src = best[:, None] + n + torch.arange(gamma)[None, :]
                 cont = hist.gather(1, src.clamp(min=0, max=hist.shape[1] - 1))
-                avail = (n_hist - (best + n)).clamp(min=0, max=num_tokens)
+                avail = (n_hist - (best + n)).clamp(min=0, max=gamma)
                 out[take] = cont[take]
                 found[take] = avail[take]
                 unmatched &= ~take

@@ -1,4 +1,4 @@
-"""Evaluating drafters with the paper's metrics (SPEC §5): accepted length, per-position
+"""Evaluating drafters with the paper's metrics (design §5): accepted length, per-position
 conditional acceptance and prefix survival, speed-up against the target alone, calibration
 before / after STS, the static-threshold sweep, and recorded rounds for
 ``bench/serving_sim.py``. Command line: ``python -m dspark_ext.eval --help``.

@@ -1,4 +1,4 @@
-"""The paper's decoding metrics over the rounds of one or more ``generate`` calls (SPEC §5).
+"""The paper's decoding metrics over the rounds of one or more ``generate`` calls (design §5).
 
 Everything is computed from :class:`~dspark_ext.decoding.GenerationStats` rows (per request
 and round: verified l, accepted a, confidence logits z):

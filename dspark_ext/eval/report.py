@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..calibration import plot_reliability
+from ..plotting import plot_reliability, pyplot
 
 __all__ = ["write_report", "format_table", "pyplot"]
 
@@ -55,18 +55,6 @@ def _write_csv(path: str, columns: List[str], rows: List[Dict]) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({c: ("" if r.get(c) is None else r.get(c)) for c in columns})
-
-
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend, or None without matplotlib (the
-    plots are an optional extra)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        return plt
-    except ImportError:
-        return None
 
 
 def _plot_acceptance(res: Dict, path: str) -> Optional[str]:

@@ -25,11 +25,11 @@ import torch
 
 from ..decoding import FixedLength, Scheduled, SpeculativeDecoder, StaticThreshold, as_target
 from ..decoding.inputs import per_row_seed, per_row_temperature, prompts_to_right_padded
-from ..sampling import sample_target
+from ..ops.sampling import sample_target
 from ..scheduler import SPSProfile
 from .metrics import calibration, decoding_metrics, merge_stats, recorded_rounds, speedup
 
-__all__ = ["EvalConfig", "run_eval", "autoregressive", "measure_sps"]
+__all__ = ["EvalConfig", "run_eval", "autoregressive", "measure_sps", "speculative", "split_prompts"]
 
 SWEEP = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -109,8 +109,11 @@ def autoregressive(target, prompts: Sequence[List[int]], cfg: EvalConfig) -> Dic
             "tokens_per_s": total / seconds if seconds > 0 else None, "new_tokens": new_tokens}
 
 
-def _speculative(decoder: SpeculativeDecoder, prompts, cfg: EvalConfig, policy, verify,
-                 gamma) -> Dict:
+def speculative(decoder: SpeculativeDecoder, prompts, cfg: EvalConfig, policy, verify,
+                gamma) -> Dict:
+    """Decode ``prompts`` in batches of ``cfg.batch_size`` with ``policy`` and the verification
+    method ``verify``; returns {"metrics": decoding metrics with tokens/s, "stats": the merged
+    per-round statistics}."""
     stats, total, seconds = [], 0, 0.0
     dev = decoder.target.device
     for start, batch in _batches(prompts, cfg.batch_size):
@@ -154,7 +157,9 @@ def measure_sps(target, points: Sequence[int], repeats: int = 5,
     return SPSProfile.measure(forward, points, warmup=1, repeats=repeats, sync=sync)
 
 
-def _split(prompts, fraction: float):
+def split_prompts(prompts, fraction: float):
+    """The calibration split: the first ``ceil(fraction * n)`` prompts to fit, the rest to
+    score (at least one each; a single prompt is both)."""
     if len(prompts) < 2:  # one prompt: fit and report on the same rounds
         same = list(prompts)
         return same, same
@@ -181,10 +186,10 @@ def run_eval(target, drafter, prompts: Sequence[List[int]], cfg: EvalConfig) -> 
         out["baseline"] = {k: v for k, v in base.items() if k != "new_tokens"}
     base_tps = out.get("baseline", {}).get("tokens_per_s")
 
-    fit_p, held_p = _split(prompts, cfg.calibration_fraction)
+    fit_p, held_p = split_prompts(prompts, cfg.calibration_fraction)
     fixed = FixedLength(k)
-    fit = _speculative(decoder, fit_p, cfg, fixed, verify, k)
-    held = fit if held_p is fit_p else _speculative(decoder, held_p, cfg, fixed, verify, k)
+    fit = speculative(decoder, fit_p, cfg, fixed, verify, k)
+    held = fit if held_p is fit_p else speculative(decoder, held_p, cfg, fixed, verify, k)
     runs = [fit] if held is fit else [fit, held]
     stats = merge_stats([r["stats"] for r in runs])
     main = decoding_metrics(stats)
@@ -215,13 +220,13 @@ def run_eval(target, drafter, prompts: Sequence[List[int]], cfg: EvalConfig) -> 
             policy = Scheduled(sps, temps)
         else:
             raise ValueError(f"policy must be fixed, threshold or scheduled, got {cfg.policy!r}")
-        run = _speculative(decoder, prompts, cfg, policy, verify, k)["metrics"]
+        run = speculative(decoder, prompts, cfg, policy, verify, k)["metrics"]
         run.update(policy=cfg.policy, speedup=speedup(run["tokens_per_s"], base_tps))
         out["policy_run"] = run
     sweep = []
     if calib is not None:
         for th in cfg.sweep:
-            r = _speculative(decoder, held_p, cfg, StaticThreshold(th, temps), verify,
+            r = speculative(decoder, held_p, cfg, StaticThreshold(th, temps), verify,
                              k)["metrics"]
             sweep.append({"threshold": th, "tokens_per_round": r["tokens_per_round"],
                           "acceptance_rate": r["acceptance_rate"],

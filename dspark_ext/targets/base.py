@@ -13,7 +13,7 @@ it with right-padded blocks (row ``b``'s tokens are ``tokens[b, :lengths[b]]``):
   ``lengths()`` is each row's current token count.
 * ``select_rows(rows)`` drops finished requests.
 
-Features are the hidden states of ``feature_layers`` (SPEC §7: layer L is read after decoder
+Features are the hidden states of ``target_layer_ids`` (design §7: layer L is read after decoder
 layer L, -1 is the embedding output; the final normed output is never a feature),
 concatenated along the last dimension in that order.
 """
@@ -26,7 +26,7 @@ from torch import Tensor
 
 
 class TargetStep(NamedTuple):
-    """logits [B, n, V]; features [B, n, len(feature_layers) * hidden_size] or None."""
+    """logits [B, n, V]; features [B, n, len(target_layer_ids) * hidden_size] or None."""
 
     logits: Tensor
     features: Optional[Tensor] = None
@@ -44,7 +44,7 @@ class Target(Protocol):
     device: torch.device
     dtype: torch.dtype
 
-    def reset(self, batch_size: int, feature_layers: Optional[Sequence[int]] = None) -> None:
+    def reset(self, batch_size: int, target_layer_ids: Optional[Sequence[int]] = None) -> None:
         """Drop every request and set the layers whose features forward/prefill return."""
 
     def prefill(self, tokens: Tensor, lengths: Tensor) -> TargetStep:
@@ -63,8 +63,8 @@ class Target(Protocol):
         """Keep only the requests at ``rows`` (int64 indices)."""
 
 
-def check_feature_layers(layers: Optional[Sequence[int]], num_layers: int) -> list:
-    """Validate ``feature_layers`` against a target with ``num_layers`` decoder layers."""
+def check_target_layer_ids(layers: Optional[Sequence[int]], num_layers: int) -> list:
+    """Validate ``target_layer_ids`` against a target with ``num_layers`` decoder layers."""
     if layers is None:
         return []
     out = [int(x) for x in layers]
@@ -80,3 +80,6 @@ def check_feature_layers(layers: Optional[Sequence[int]], num_layers: int) -> li
     if any(b <= a for a, b in zip(out, out[1:])):
         raise ValueError(f"target_layer_ids must be strictly increasing, got {out}")
     return out
+
+
+check_feature_layers = check_target_layer_ids  # the name before the glossary (design §13)

@@ -1,5 +1,5 @@
 """Reading target-layer hidden states out of a transformers model with forward hooks
-(SPEC §7: layer L is the output of decoder layer L, equal to ``hidden_states[L + 1]``; -1 is
+(design §7: layer L is the output of decoder layer L, equal to ``hidden_states[L + 1]``; -1 is
 the embedding output). Used by the decoding adapter and by training's online target."""
 from __future__ import annotations
 

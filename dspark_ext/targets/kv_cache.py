@@ -28,14 +28,12 @@ class KVCache:
         self.length = torch.zeros(batch_size, dtype=torch.int64, device=device)
         self._k: List[Optional[Tensor]] = []
         self._v: List[Optional[Tensor]] = []
-        self._block: Optional[Tuple[int, Tensor, Tensor]] = None  # n, slots [B, n], mask
+        # n, slots [B, n], mask [B, 1, n, S], S (the key span)
+        self._block: Optional[Tuple[int, Tensor, Tensor, int]] = None
 
     @property
     def batch_size(self) -> int:
         return self.length.shape[0]
-
-    def capacity(self) -> int:
-        return 0 if not self._k or self._k[0] is None else self._k[0].shape[2]
 
     def begin(self, n: int) -> Tensor:
         """Start a block of ``n`` tokens per row; returns the positions [B, n] (the tokens'

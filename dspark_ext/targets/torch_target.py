@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 import torch
 from torch import Tensor
 
-from .base import TargetStep, check_feature_layers
+from .base import TargetStep, check_target_layer_ids
 from .kv_cache import KVCache
 
 
@@ -35,13 +35,13 @@ class TorchTarget:
         self._layers: list = []
         self.cache: Optional[KVCache] = None
 
-    def reset(self, batch_size: int, feature_layers: Optional[Sequence[int]] = None) -> None:
-        self._layers = check_feature_layers(feature_layers, self.num_layers)
+    def reset(self, batch_size: int, target_layer_ids: Optional[Sequence[int]] = None) -> None:
+        self._layers = check_target_layer_ids(target_layer_ids, self.num_layers)
         self.cache = KVCache(batch_size, self.device)
 
     def _run(self, tokens: Tensor, lengths: Tensor) -> TargetStep:
         if self.cache is None:
-            raise RuntimeError("TorchTarget: call reset(batch_size, feature_layers) first")
+            raise RuntimeError("TorchTarget: call reset(batch_size, target_layer_ids) first")
         positions = self.cache.begin(tokens.shape[1])
         out = self._forward(tokens, positions, self.cache)
         self.cache.commit(lengths)

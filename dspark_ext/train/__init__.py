@@ -1,4 +1,4 @@
-"""Training DSpark / DFlash drafters against a frozen target that runs online (SPEC §7).
+"""Training DSpark / DFlash drafters against a frozen target that runs online (design §7).
 
 * :mod:`.data` -- text / chat JSONL / pre-tokenised data with a loss mask, regeneration of
   responses by the target, the resumable data order;

@@ -1,4 +1,4 @@
-"""Anchor sampling for the teacher-forced training step (SPEC §7; DeepSpec's
+"""Anchor sampling for the teacher-forced training step (design §7; DeepSpec's
 ``sample_anchor_positions``).
 
 A position p can anchor a block when its token and the next one are both supervised

@@ -1,4 +1,4 @@
-"""The three DSpark training losses (SPEC §7; paper §3.3, eqs. 9-12), position-weighted.
+"""The three DSpark training losses (design §7; paper §3.3, eqs. 9-12), position-weighted.
 
 Per supervised slot k of a block (k = 0 first), with weight ``w_k = exp(-k / decay_gamma)``:
 

@@ -3,7 +3,7 @@
 One no-grad forward of the Hugging Face causal LM over the training sequences yields
 
 * ``features`` [B, S, F]: the hidden states of the drafter's ``target_layer_ids``, read by
-  forward hooks after decoder layer L (-1 = the embedding output; SPEC §7), concatenated;
+  forward hooks after decoder layer L (-1 = the embedding output; design §7), concatenated;
 * ``last_hidden`` [B, S, d]: the final normed hidden state, the LM head's input.
 
 The LM head is applied only where the losses need the target's distribution
@@ -21,7 +21,7 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..targets.base import check_feature_layers
+from ..targets.base import check_target_layer_ids
 from ..targets.hooks import LayerCapture, decoder_layers
 
 __all__ = ["OnlineTarget", "TargetBatch", "cache_bytes", "lm_head_at"]
@@ -35,14 +35,14 @@ class TargetBatch(NamedTuple):
 class OnlineTarget:
     """Wraps a transformers ``*ForCausalLM``; freezes it (eval mode, no gradients)."""
 
-    def __init__(self, model, feature_layers: Sequence[int]):
+    def __init__(self, model, target_layer_ids: Sequence[int]):
         self.model = model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
         self.num_layers = len(decoder_layers(model))
-        self.layers = check_feature_layers(feature_layers, self.num_layers)
+        self.layers = check_target_layer_ids(target_layer_ids, self.num_layers)
         if not self.layers:
-            raise ValueError("feature_layers must name at least one target layer")
+            raise ValueError("target_layer_ids must name at least one target layer")
         self.base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         self.lm_head = model.get_output_embeddings()
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \

@@ -9,7 +9,7 @@ objective one process computes over the whole batch.
 
 Per micro-batch: the frozen target runs once (no grad) for the features of every position and
 its last hidden state; the drafter's training forward runs all anchor blocks in one pass; the
-target's LM head is applied at the N*K supervised slots only; losses (SPEC §7) backward. Then
+target's LM head is applied at the N*K supervised slots only; losses (design §7) backward. Then
 gradient clipping, AdamW, the warm-up + cosine schedule. bf16 autocast where the device has it
 (``precision="auto"``: CUDA with bf16), float32 master weights always.
 

@@ -181,7 +181,7 @@ struct ScalarExec {
   }
 };
 
-// SPEC §3.3 toy law: target (1/3, 2/3), draft (2/3, 1/3), gamma = 2 -> 10/9 vs 11/9.
+// design §3.3 toy law: target (1/3, 2/3), draft (2/3, 1/3), gamma = 2 -> 10/9 vs 11/9.
 // Draft rows as logits and as probabilities (the same law).
 void test_toy_law_through_shared_algorithm() {
   const std::vector<float> tl = {std::log(1.0f / 3), std::log(2.0f / 3)};

@@ -6,7 +6,7 @@ tests/vllm_stage/engine_driver.py).
 * T = 1 (and top-k, top-p) with seeded requests, on a model whose next-token law is the same
   softmax at every position: the first generated token (vLLM's plain sampler, at prefill) and
   every later one (the rejection sampler's: accepted drafts, corrections, bonus tokens) follow
-  that law (chi-square, SPEC §9); vLLM's own sampler on this build fails the same test
+  that law (chi-square, design §9); vLLM's own sampler on this build fails the same test
   (negative control); seeded requests are reproducible in another batch.
 """
 import pytest

@@ -1,7 +1,7 @@
 """Sampler level: DsparkRejectionSampler on vLLM's own input objects, against vLLM's sampler.
 
 * Greedy: identical to vLLM's ``rejection_sample`` core and to ``RejectionSampler.forward``.
-* Random sampling: lossless by chi-square (SPEC §9) against the exact target law, with
+* Random sampling: lossless by chi-square (design §9) against the exact target law, with
   per-request temperatures, top-k, top-p and greedy rows mixed in one ragged batch, with draft
   probabilities and with one-hot (n-gram) drafts. The positive control is vLLM's own
   ``rejection_sample`` core fed correctly processed logits; the negative control is vLLM's
@@ -17,8 +17,8 @@ from vllm.v1.sample import rejection_sampler as vrs
 from vllm.v1.sample.ops.topk_topp_sampler import apply_top_k_top_p
 
 import verify_sim
-from dspark_ext.vllm_plugin import fallback
-from dspark_ext.vllm_plugin.sampler import DsparkRejectionSampler
+from dspark_ext.integrations.vllm import fallback
+from dspark_ext.integrations.vllm.sampler import DsparkRejectionSampler
 from laws import target_law
 from stats import ALPHA, chi_square_pvalue, joint_counts, product_law
 from vllm_inputs import make_sampler, sampling_metadata, spec_metadata
@@ -26,7 +26,7 @@ from vllm_inputs import make_sampler, sampling_metadata, spec_metadata
 V = 6
 K = 3
 # Target logits of draft position k (row K: the bonus position); context-free, so a lossless
-# round completed with fresh target samples is distributed as prod_k p_k (SPEC §9).
+# round completed with fresh target samples is distributed as prod_k p_k (design §9).
 TARGET = np.array([
     [1.2, 0.4, 0.0, -0.3, 0.9, -1.0],
     [-0.5, 1.5, 0.3, 0.2, -1.2, 0.6],
@@ -136,7 +136,7 @@ class Batch:
 
 def assert_lossless(pvals):
     """Every p-value above ALPHA / (their number): false failures below 1e-6 per assertion
-    (SPEC §9, Bonferroni)."""
+    (design §9, Bonferroni)."""
     flat = [p for group in pvals.values() for p in group]
     assert min(flat) > ALPHA / len(flat), pvals
 

@@ -1,4 +1,4 @@
-"""The DSpark / DFlash drafter model (SPEC §4, §7): plain torch, DeepSpec-compatible weights.
+"""The DSpark / DFlash drafter model (design §4, §7): plain torch, DeepSpec-compatible weights.
 
 * :class:`DSparkConfig` -- configuration (DeepSpec's config.json layout), ``for_target`` helper;
 * :class:`DSparkDrafter` -- the model; implements :class:`dspark_ext.drafters.base.Drafter`

@@ -1,4 +1,4 @@
-"""Checkpoints in DeepSpec's / Hugging Face's ``save_pretrained`` layout (SPEC §7): a directory
+"""Checkpoints in DeepSpec's / Hugging Face's ``save_pretrained`` layout (design §7): a directory
 with ``config.json`` and ``model.safetensors`` (or HF's sharded ``model.safetensors.index.json``
 + shards), weight names exactly as DeepSpec's ``Qwen3DSparkModel`` state dict (no "model."
 prefix). Released deepseek-ai/dspark_* and dflash_* checkpoints load unchanged.
@@ -117,7 +117,7 @@ def load_pretrained(cls, path, dtype: Optional[torch.dtype] = None, device=None)
     device = torch.device(device or "cpu")
     state = {n: t.to(device=device, dtype=dtype) for n, t in tensors.items()}
     model.load_state_dict(state, strict=True, assign=True)
-    model.embed_tokens.requires_grad_(False)  # the target's, frozen (SPEC §7)
+    model.embed_tokens.requires_grad_(False)  # the target's, frozen (design §7)
     model.lm_head.requires_grad_(False)
     return model
 

@@ -1,4 +1,4 @@
-"""DSparkConfig: the drafter's configuration, laid out as DeepSpec writes it (SPEC §7).
+"""DSparkConfig: the drafter's configuration, laid out as DeepSpec writes it (design §7).
 
 A DeepSpec drafter config is a deep copy of the target's Qwen3 config (hidden size, heads,
 RoPE, ...) with the drafter's own fields added (``block_size``, ``target_layer_ids``,
@@ -33,7 +33,7 @@ _OPTIONAL_KEYS = ("markov_head_type", "confidence_head_with_markov", "head_dim",
 class DSparkConfig:
     """Architecture and drafting hyper-parameters of a DSpark / DFlash drafter.
 
-    The Qwen3 fields mirror the target's config; the DSpark fields are those of SPEC §7.
+    The Qwen3 fields mirror the target's config; the DSpark fields are those of design §7.
     ``rope_type`` / ``rope_theta`` / ``rope_factor`` are read from transformers-5
     ``rope_parameters`` or the older ``rope_theta`` + ``rope_scaling`` and written back in the
     form they came in. ``extra`` holds every key this class does not interpret.

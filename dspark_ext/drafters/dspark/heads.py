@@ -1,4 +1,4 @@
-"""DSpark's Markov head (vanilla / gated / rnn) and confidence head (SPEC §4), as modules with
+"""DSpark's Markov head (vanilla / gated / rnn) and confidence head (design §4), as modules with
 DeepSpec's parameter names (``markov_head.markov_w1.weight`` ...).
 
 Two ways to run them:

@@ -1,4 +1,4 @@
-"""Qwen3-style building blocks of the drafter backbone (SPEC §7): RMSNorm, rotary embedding,
+"""Qwen3-style building blocks of the drafter backbone (design §7): RMSNorm, rotary embedding,
 attention whose keys/values come from [context ; block], SwiGLU MLP, decoder layer.
 
 Module and parameter names follow DeepSpec's ``Qwen3DSparkModel`` so that its checkpoints

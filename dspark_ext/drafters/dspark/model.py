@@ -1,10 +1,10 @@
-"""DSparkDrafter: the DSpark / DFlash drafter (SPEC §4, §7) as a torch module implementing the
+"""DSparkDrafter: the DSpark / DFlash drafter (design §4, §7) as a torch module implementing the
 :class:`dspark_ext.drafters.base.Drafter` protocol.
 
 Decoding round (what :meth:`draft` computes for every row b at once):
 
 * block input: embed([anchor, mask x (K-1)]) at positions anchor_pos .. anchor_pos + K - 1
-  (K = ``block_size``; the full trained block always runs, ``num_tokens`` only truncates the
+  (K = ``block_size``; the full trained block always runs, ``gamma`` only truncates the
   result: the block is bidirectional, so a shorter block would change every position's hidden
   state into one the model never saw in training);
 * every layer attends from the block to [row b's cached context K/V ; the block's own K/V];
@@ -22,9 +22,9 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from ...markov import markov_sample
-from ...decoding.profile import phase
-from ...sampling import sample_draft
+from ...ops.markov import markov_sample
+from ...profiling import phase
+from ...ops.sampling import sample_draft
 from ..base import ContextUpdate, DraftBlock
 from .config import DSparkConfig
 from .context_cache import ContextKVCache
@@ -48,7 +48,7 @@ def _check_vector(name: str, t: Tensor, batch: int, dtype: torch.dtype, device) 
 class DSparkDrafter(nn.Module):
     """DSpark drafter (``markov_rank > 0``) or the DFlash baseline (``markov_rank == 0``).
 
-    Parameter names are DeepSpec's ``Qwen3DSparkModel`` state-dict keys (SPEC §7).
+    Parameter names are DeepSpec's ``Qwen3DSparkModel`` state-dict keys (design §7).
     """
 
     def __init__(self, config: DSparkConfig, dtype: Optional[torch.dtype] = None,
@@ -84,6 +84,11 @@ class DSparkDrafter(nn.Module):
     @property
     def target_layer_ids(self) -> List[int]:
         return list(self.config.target_layer_ids)
+
+    @property
+    def target_hidden_size(self) -> int:
+        """Width of each target feature: ``fc`` projects len(target_layer_ids) of them."""
+        return self.config.hidden_size
 
     @property
     def max_draft(self) -> int:
@@ -205,15 +210,15 @@ class DSparkDrafter(nn.Module):
                           lengths.clamp(0, n))
 
     @torch.no_grad()
-    def draft(self, anchor: Tensor, anchor_position: Tensor, num_tokens: int,
+    def draft(self, anchor: Tensor, anchor_position: Tensor, gamma: int,
               temperature: Tensor, seed: Tensor, offset: Tensor) -> DraftBlock:
-        """Propose ``num_tokens`` (1..block_size) tokens after ``anchor`` for every row."""
+        """Propose ``gamma`` (1..block_size) tokens after ``anchor`` for every row."""
         self._require_cache()
         block = self.config.block_size
-        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) \
-                or not 1 <= num_tokens <= block:
-            raise ValueError(f"num_tokens must be an int in [1, block_size = {block}], got "
-                             f"{num_tokens!r}")
+        if isinstance(gamma, bool) or not isinstance(gamma, int) \
+                or not 1 <= gamma <= block:
+            raise ValueError(f"gamma (num_tokens) must be an int in [1, block_size = {block}], got "
+                             f"{gamma!r}")
         batch, device = self.cache.batch_size, self.cache.lengths.device
         _check_vector("anchor", anchor, batch, torch.int64, device)
         _check_vector("anchor_position", anchor_position, batch, torch.int64, device)
@@ -227,7 +232,7 @@ class DSparkDrafter(nn.Module):
         positions = anchor_position[:, None] + torch.arange(block, device=device)[None, :]
         joins = [lambda k, v, i=i: cache.write_block(i, k, v) for i in range(len(self.layers))]
         hidden = self.run_layers(x, positions, joins, cache.block_mask(block))
-        hidden = hidden[:, :num_tokens].contiguous()
+        hidden = hidden[:, :gamma].contiguous()
         base = self.lm_head(hidden)
         return self._sample(base, hidden, anchor, temperature, seed, offset)
 

@@ -1,14 +1,16 @@
-"""Fused semi-autoregressive drafting with DSpark's Markov heads (SPEC §4): one op for the
+"""Fused semi-autoregressive drafting with DSpark's Markov heads (design §4): one op for the
 sequential stage that follows the parallel backbone.
 
 See :func:`markov_sample`. The pure-PyTorch ground truth is
-:func:`dspark_ext.reference_markov.markov_sample`.
+:func:`dspark_ext.reference.markov.markov_sample`.
 """
 from __future__ import annotations
 
 from typing import NamedTuple, Optional, Union
 
 import torch
+
+from ._args import per_row, per_row_seed
 
 _HEADS = ("vanilla", "gated", "rnn")
 
@@ -30,14 +32,6 @@ class MarkovResult(NamedTuple):
     confidence_logits: Optional[torch.Tensor]
 
 
-def _per_row(value, batch, dtype, device, name):
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return torch.full((batch,), value, dtype=dtype, device=device)
-    raise TypeError(f"{name} must be a tensor or a Python number, got {type(value).__name__}")
-
-
 def markov_sample(
     base_logits: torch.Tensor,
     anchor_tokens: torch.Tensor,
@@ -57,7 +51,7 @@ def markov_sample(
     conf_bias: Optional[torch.Tensor] = None,
     teacher_tokens: Optional[torch.Tensor] = None,
 ) -> MarkovResult:
-    """Sample K draft tokens left to right with a DSpark Markov head, in one op (SPEC §4).
+    """Sample K draft tokens left to right with a DSpark Markov head, in one op (design §4).
 
     For k = 0..K-1, with x_{-1} = ``anchor_tokens`` and e_k = W1[x_{k-1}]:
 
@@ -103,11 +97,9 @@ def markov_sample(
                               "rnn": (joint_weight, joint_bias)}[head]
     device = base_logits.device
     batch = base_logits.shape[0] if base_logits.dim() >= 1 else 0
-    temperature = _per_row(temperature, batch, torch.float32, device, "temperature")
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        seed = seed + torch.arange(batch, dtype=torch.int64, device=device)
-    seed = _per_row(seed, batch, torch.int64, device, "seed")
-    offset = _per_row(offset, batch, torch.int64, device, "offset")
+    temperature = per_row(temperature, batch, torch.float32, device, "temperature")
+    seed = per_row_seed(seed, batch, device)
+    offset = per_row(offset, batch, torch.int64, device, "offset")
     tokens, logits, lse, conf = torch.ops.dspark.markov_sample(
         base_logits, anchor_tokens, w1, w2, temperature, seed, offset, head, hidden,
         head_weight, head_bias, conf_weight, conf_bias, teacher_tokens)

@@ -4,7 +4,7 @@ Two streams, disjoint by construction (same per-row key, different counters):
 
 * **target stream** -- the first token after the prompt (the first anchor). It is the
   verification op with zero drafts: a Gumbel-max draw from ``softmax(logits / T)`` (argmax for
-  T = 0) at the round's ``offset``, i.e. exactly the bonus-token draw of SPEC §3.
+  T = 0) at the round's ``offset``, i.e. exactly the bonus-token draw of design §3.
 * **draft stream** -- proposers that sample one position at a time (a small autoregressive
   draft model, DFlash without a Markov head). Position ``k`` uses the counter offset
   ``offset + (k + 1) * 2**DRAFT_OFFSET_SHIFT``: verification never uses an offset that large
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .ops import rejection_sample
+from .verify import rejection_sample
 
 DRAFT_OFFSET_SHIFT = 40
 MAX_OFFSET = 1 << DRAFT_OFFSET_SHIFT

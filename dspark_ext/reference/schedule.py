@@ -1,4 +1,4 @@
-"""Plain-Python reference of the hardware-aware prefix scheduler (SPEC §6; paper Algorithm 1,
+"""Plain-Python reference of the hardware-aware prefix scheduler (design §6; paper Algorithm 1,
 §5.2, Appendix A): the ground truth the scheduler op is tested against.
 
 Slow and readable: the candidates are listed, sorted with Python's ``sorted`` and scanned in a
@@ -60,7 +60,7 @@ def prefix_survival(confidence) -> List[List[float]]:
 
 def admission_path(confidence, max_len: Optional[Sequence[int]] = None):
     """Candidates ``(a, j, r)`` with ``a > 0`` and ``j <= max_len[r]``, sorted by descending
-    a, ties: smaller j first, then smaller r (SPEC §6)."""
+    a, ties: smaller j first, then smaller r (design §6)."""
     a = prefix_survival(confidence)
     cand = []
     for r, row in enumerate(a):

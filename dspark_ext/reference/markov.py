@@ -1,8 +1,8 @@
-"""Pure-PyTorch reference of Markov-head drafting (SPEC §4): the ground truth of
+"""Pure-PyTorch reference of Markov-head drafting (design §4): the ground truth of
 ``dspark::markov_sample``.
 
 A readable loop over the K positions, vectorised over the batch, computing in ``dtype``
-(float64 by default) with the *concatenated* head inputs of the paper and SPEC §4:
+(float64 by default) with the *concatenated* head inputs of the paper and design §4:
 
 * vanilla: ``e_k = W1[x_{k-1}]``, ``bias_k = W2 e_k``;
 * gated:   ``g = sigmoid(Wg [h_k; e_k] + bg)``, ``bias_k = W2 (g * e_k)``;
@@ -26,7 +26,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from .reference import PURPOSE_DRAFT, _inv_temperature, masked_scaled, uniforms
+from .laws import _inv_temperature, masked_scaled
+from .philox import PURPOSE_DRAFT, uniforms
 
 __all__ = ["MarkovReference", "draft_keys", "markov_sample", "row_modes"]
 

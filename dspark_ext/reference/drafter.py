@@ -1,4 +1,4 @@
-"""Pure-PyTorch float64 reference of the DSpark / DFlash drafter (SPEC §4, §7): the ground truth
+"""Pure-PyTorch float64 reference of the DSpark / DFlash drafter (design §4, §7): the ground truth
 of ``dspark_ext.drafters.dspark.DSparkDrafter``'s tests.
 
 Written from the definitions, independently of the module code: no cache, no batching, no
@@ -141,7 +141,7 @@ def reference_draft(state, config, features: Tensor, positions: Tensor, anchor: 
         conf_w, conf_b = _w(state, "confidence_head.proj.weight"), _w(state,
                                                                        "confidence_head.proj.bias")
     if config.markov_rank > 0:
-        from .reference_markov import markov_sample
+        from .markov import markov_sample
         kind = config.markov_head_type
         extra = {"gated": "markov_head.gate_proj", "rnn": "markov_head.joint_proj"}.get(kind)
         head_w, head_b = (None, None) if extra is None else (_w(state, extra + ".weight"),
@@ -155,8 +155,8 @@ def reference_draft(state, config, features: Tensor, positions: Tensor, anchor: 
         conf = None if ref.confidence_logits is None else ref.confidence_logits[0]
         return ReferenceDraft(hidden, base, ref.draft_tokens[0], ref.draft_logits[0], conf,
                               ref.margin[0], ref.choice[0])
-    from .reference import rejection_sample
-    from .sampling import draft_offset
+    from .verify import rejection_sample
+    from ..ops.sampling import draft_offset
     empty = torch.empty(1, 0, dtype=torch.int64)
     tokens = torch.stack([
         rejection_sample(base[k][None, None], empty, None, temp, seed_t,

@@ -1,5 +1,5 @@
 """Fake (meta) kernel of the scheduler op, so it traces under torch.compile(fullgraph=True),
-export and CUDA-graph capture without running (see _fake.py for the verification ops)."""
+export and CUDA-graph capture without running (see verify_fake.py for the verification ops)."""
 import torch
 
 

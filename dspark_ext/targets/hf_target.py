@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .base import TargetStep, check_feature_layers
+from .base import TargetStep, check_target_layer_ids
 from .hooks import LayerCapture, decoder_layers
 
 __all__ = ["HFTarget", "decoder_layers"]
@@ -59,10 +59,10 @@ class HFTarget:
         return self.model.get_input_embeddings().weight.dtype
 
     # -- protocol ---------------------------------------------------------------------------
-    def reset(self, batch_size: int, feature_layers: Optional[Sequence[int]] = None) -> None:
+    def reset(self, batch_size: int, target_layer_ids: Optional[Sequence[int]] = None) -> None:
         self._capture.close()
         self._capture = LayerCapture(self.model,
-                                     check_feature_layers(feature_layers, self.num_layers))
+                                     check_target_layer_ids(target_layer_ids, self.num_layers))
         try:
             self.cache = self._cache_cls(config=self.model.config)
         except TypeError:  # older signature

@@ -2,7 +2,7 @@
 
 This module mirrors, decision for decision, the header-only C++ core that every native
 kernel runs (``csrc/core/philox.h``, ``verify_math.h``, ``verify_row.h``,
-``verify_problem.h``), and SPEC §2-§3:
+``verify_problem.h``), and design §2-§3:
 
 * the same counter-based Philox4x32-10 stream layout, so that for the same
   ``(seed, offset, position, purpose, lane)`` it draws the *same* uniforms as the kernels
@@ -33,291 +33,22 @@ Verification (same arguments and outputs as the ``torch.ops.dspark`` ops, return
 
 Exact laws: :func:`target_law`.
 """
-
 from __future__ import annotations
 
 import math
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-__all__ = [
-    "PURPOSE_DRAFT",
-    "PURPOSE_ACCEPT",
-    "PURPOSE_RESIDUAL",
-    "philox4x32_10",
-    "rng_words",
-    "uniforms",
-    "uniform_from_words",
-    "masked_scaled",
-    "verify_masked_scaled",
-    "verify_scale",
-    "target_law",
-    "VerifyResult",
-    "verify_greedy",
-    "verify_greedy_ragged",
-    "rejection_sample",
-    "rejection_sample_ragged",
-]
+from ..ops.verify import VerifyResult
+from .laws import (_NEG_INF, _argmax_lowest, _block_log_weight, _block_stop_prob,
+                   _inv_temperature, _lse, _log_prob, _onehot, _probs, draft_probs_law,
+                   masked_scaled, verify_masked_scaled, verify_scale)
+from .philox import PURPOSE_ACCEPT, PURPOSE_RESIDUAL, _int64_tensor, uniforms
 
-# ----------------------------------------------------------------------------------------
-# Philox4x32-10 (Salmon et al., SC'11; Random123 constants), on int64 tensors holding uint32
-# ----------------------------------------------------------------------------------------
-
-_MASK16 = 0xFFFF
-_MASK32 = 0xFFFFFFFF
-_PHILOX_M0 = 0xD2511F53
-_PHILOX_M1 = 0xCD9E8D57
-_PHILOX_W0 = 0x9E3779B9
-_PHILOX_W1 = 0xBB67AE85
-
-# Purposes (csrc/core/philox.h RngPurpose): disjoint counter ranges of one (seed, offset).
-PURPOSE_DRAFT = 1  # drafting (Gumbel over the vocabulary)
-PURPOSE_ACCEPT = 2  # acceptance uniforms: token-wise u_k, block-verification eta_i
-PURPOSE_RESIDUAL = 3  # correction / bonus / fallback sampling
-
-
-def _mulhilo(m: int, c: Tensor) -> Tuple[Tensor, Tensor]:
-    """(hi, lo) 32-bit words of the 64-bit product m * c, for uint32 m and uint32 values c.
-
-    c is split into 16-bit halves so that no intermediate exceeds 2**49 (no int64 overflow):
-    m*c = a + b*2**16 with a = m*c_lo, b = m*c_hi.
-    """
-    a = m * (c & _MASK16)  # < 2**48
-    b = m * (c >> 16)  # < 2**48
-    low_part = a + ((b & _MASK16) << 16)  # < 2**49: bits 0..48 of the product
-    lo = low_part & _MASK32
-    hi = ((low_part >> 32) + (b >> 16)) & _MASK32
-    return hi, lo
-
-
-def philox4x32_10(counter: Tensor, key: Tensor) -> Tensor:
-    """Philox4x32-10 of ``counter`` (int64 ``[..., 4]``) under ``key`` (int64 ``[..., 2]``).
-
-    Both hold uint32 values (0 .. 2**32-1) and broadcast against each other over the leading
-    dimensions. Returns int64 ``[..., 4]`` holding the four uint32 output words.
-    """
-    counter = torch.as_tensor(counter, dtype=torch.int64)
-    key = torch.as_tensor(key, dtype=torch.int64)
-    if counter.shape[-1:] != (4,) or key.shape[-1:] != (2,):
-        raise ValueError(
-            f"philox4x32_10: counter must be [..., 4] and key [..., 2], got "
-            f"{tuple(counter.shape)} and {tuple(key.shape)}"
-        )
-    lead = torch.broadcast_shapes(counter.shape[:-1], key.shape[:-1])
-    c0, c1, c2, c3 = counter.expand(*lead, 4).unbind(-1)
-    k0, k1 = key.expand(*lead, 2).unbind(-1)
-    for _ in range(10):
-        hi0, lo0 = _mulhilo(_PHILOX_M0, c0)
-        hi1, lo1 = _mulhilo(_PHILOX_M1, c2)
-        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
-        k0 = (k0 + _PHILOX_W0) & _MASK32
-        k1 = (k1 + _PHILOX_W1) & _MASK32
-    return torch.stack([c0, c1, c2, c3], dim=-1)
-
-
-# ----------------------------------------------------------------------------------------
-# Stream layout (csrc/core/philox.h RngStream)
-# ----------------------------------------------------------------------------------------
-
-
-def _int64_tensor(x: Union[int, Sequence[int], Tensor]) -> Tensor:
-    return torch.as_tensor(x, dtype=torch.int64).reshape(-1).cpu()
-
-
-def rng_words(
-    seed: Union[int, Tensor],
-    offset: Union[int, Tensor],
-    position: Union[int, Tensor],
-    purpose: int,
-    lanes: int,
-) -> Tensor:
-    """Philox words of vocabulary lanes ``0 .. lanes-1`` of one stream per row.
-
-    ``seed`` / ``offset`` are int64 ``[B]`` (any int64, read as uint64, so negative seeds and
-    offsets >= 2**32 are fine), ``position`` an int or int64 ``[B]``. Layout of
-    ``RngStream``: key = (seed low word, seed high word); counter = (lane // 4, offset low
-    word, offset high word, purpose << 24 | (position & 0xFFFFFF)); lane ``v`` is output word
-    ``v % 4``. Returns int64 ``[B, lanes]`` holding uint32 values.
-    """
-    seed, offset, position = torch.broadcast_tensors(
-        _int64_tensor(seed), _int64_tensor(offset), _int64_tensor(position)
-    )
-    if not 0 <= purpose <= 255:
-        raise ValueError(f"rng_words: purpose must fit in 8 bits, got {purpose}")
-    if lanes < 0:
-        raise ValueError(f"rng_words: lanes must be >= 0, got {lanes}")
-    groups = (lanes + 3) // 4
-    rows = seed.shape[0]
-    key = torch.stack([seed & _MASK32, (seed >> 32) & _MASK32], dim=-1)  # [B, 2]
-    tag = (purpose << 24) | (position & 0xFFFFFF)
-    per_row = torch.stack([offset & _MASK32, (offset >> 32) & _MASK32, tag], dim=-1)  # [B, 3]
-    group = torch.arange(groups, dtype=torch.int64)
-    counter = torch.cat(
-        [group.view(1, groups, 1).expand(rows, groups, 1),
-         per_row.view(rows, 1, 3).expand(rows, groups, 3)],
-        dim=-1,
-    )  # [B, G, 4]
-    words = philox4x32_10(counter, key.view(rows, 1, 2))  # [B, G, 4]
-    return words.reshape(rows, 4 * groups)[:, :lanes]
-
-
-def uniform_from_words(words: Tensor) -> Tensor:
-    """The kernels' uniform of a 32-bit word: ``((w >> 9) * 2 + 1) * 2**-24`` as float64.
-
-    Exactly the float32 value of ``uniform_from_word`` (strictly inside (0, 1)).
-    """
-    odd = ((words >> 9) << 1) | 1
-    return odd.to(torch.float64) * 2.0**-24
-
-
-def uniforms(
-    seed: Union[int, Tensor],
-    offset: Union[int, Tensor],
-    position: Union[int, Tensor],
-    purpose: int,
-    lanes: int,
-) -> Tensor:
-    """float64 ``[B, lanes]`` uniforms of :func:`rng_words`. A scalar draw is lane 0."""
-    return uniform_from_words(rng_words(seed, offset, position, purpose, lanes))
-
-
-# ----------------------------------------------------------------------------------------
-# Per-element math (csrc/core/verify_math.h), on tensors of the working dtype
-# ----------------------------------------------------------------------------------------
-
-_NEG_INF = -math.inf
-
-
-def _inv_temperature(temperature: float) -> float:
-    """1/T rounded to float32, as the kernel computes it (``1.0f / rp.temperature``)."""
-    t = torch.tensor(temperature, dtype=torch.float32)
-    return float(torch.tensor(1.0, dtype=torch.float32) / t)
-
-
-def masked_scaled(logits: Tensor, inv_t: float, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Scaled logits ``logit * inv_t`` in ``dtype``; masked entries are ``-inf``.
-
-    Masked (verify_math.h ``masked_scaled``): NaN, +inf and -inf logits, and any logit whose
-    float32 product with ``inv_t`` is not finite (the kernel scales in float32, so an
-    overflow there masks the logit even where ``dtype`` would not overflow).
-    """
-    x32 = logits.detach().cpu().to(torch.float32)
-    s32 = x32 * torch.tensor(inv_t, dtype=torch.float32)
-    s = x32.to(dtype) * inv_t
-    keep = torch.isfinite(s32) & torch.isfinite(s)
-    return torch.where(keep, s, torch.full_like(s, _NEG_INF))
-
-
-_LOG2E_F32 = float(torch.tensor(math.log2(math.e), dtype=torch.float32))
-
-
-def verify_scale(inv_t: float) -> float:
-    """``log2(e) / T`` as the kernels round it (``verify_scale``: ``inv_t * kLog2e`` in float32).
-
-    The verification kernels work in log2 units (verify_math.h): they scale logits by this
-    factor, so it decides which logits overflow (are masked) and which temperatures are
-    treated as greedy. Their decisions are those of the natural-base law this module
-    computes; only the rounding differs.
-    """
-    f32 = torch.float32
-    return float(torch.tensor(inv_t, dtype=f32) * torch.tensor(_LOG2E_F32, dtype=f32))
-
-
-def verify_masked_scaled(logits: Tensor, inv_t: float,
-                         dtype: torch.dtype = torch.float64) -> Tensor:
-    """:func:`masked_scaled` with the verification kernels' mask: a logit is also masked when
-    its float32 product with :func:`verify_scale` overflows. Values are ``logit * inv_t``."""
-    s = masked_scaled(logits, inv_t, dtype)
-    x32 = logits.detach().cpu().to(torch.float32)
-    s2 = x32 * torch.tensor(verify_scale(inv_t), dtype=torch.float32)
-    return torch.where(torch.isfinite(s2), s, torch.full_like(s, _NEG_INF))
-
-
-def _lse(scaled: Tensor) -> Tensor:
-    """Row-wise log-sum-exp over the last dim; ``-inf`` for a fully masked row."""
-    m = scaled.amax(dim=-1, keepdim=True)
-    shift = torch.where(torch.isinf(m), torch.zeros_like(m), m)
-    total = torch.exp(scaled - shift).sum(dim=-1)
-    out = m.squeeze(-1) + torch.log(total)
-    return torch.where(m.squeeze(-1) == _NEG_INF, torch.full_like(out, _NEG_INF), out)
-
-
-def _log_prob(scaled: Tensor, lse: Tensor) -> Tensor:
-    """log p = scaled - lse, ``-inf`` when the logit is masked or the row fully masked."""
-    masked = (scaled == _NEG_INF) | (lse == _NEG_INF)
-    return torch.where(masked, torch.full_like(scaled, _NEG_INF), scaled - lse)
-
-
-def _probs(scaled: Tensor, lse: Tensor) -> Tensor:
-    """p = exp(scaled - lse), 0 where masked."""
-    return torch.exp(_log_prob(scaled, lse))
-
-
-_MIN_NORMAL_F32 = 2.0 ** -126
-_MAX_F32 = float(torch.finfo(torch.float32).max)
-
-
-def draft_probs_law(draft_probs: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
-    """Draft probabilities as the kernels read them (verify_math.h ``draft_prob``), in ``dtype``.
-
-    Used as given (no renormalisation); an entry that is NaN, infinite, negative, zero or
-    below the smallest normal float32 (2^-126) after conversion to float32 is q = 0.
-    """
-    x32 = draft_probs.detach().cpu().to(torch.float32)
-    keep = (x32 >= _MIN_NORMAL_F32) & (x32 <= _MAX_F32)
-    return torch.where(keep, x32.to(dtype), torch.zeros((), dtype=dtype))
-
-
-def _onehot(vocab: int, token: int, dtype: torch.dtype) -> Tensor:
-    """The one-hot draft law q = delta at ``token`` (all zero if ``token`` is out of range)."""
-    q = torch.zeros(vocab, dtype=dtype)
-    if 0 <= token < vocab:
-        q[token] = 1.0
-    return q
-
-
-def _argmax_lowest(keys: Tensor) -> int:
-    """Index of the largest key, lowest index on ties; -1 when every key is ``-inf``."""
-    best = keys.max()
-    if best == _NEG_INF:
-        return -1
-    return int(torch.nonzero(keys == best)[0, 0])
-
-
-def _block_stop_prob(z: Tensor, w: Tensor) -> Tensor:
-    """h = Z / (Z + 1 - w), capped at 1; 1 when the denominator is <= 0."""
-    den = z + (1.0 - w)
-    if den > 0:
-        return torch.clamp(z / den, max=1.0)
-    return torch.ones_like(z)
-
-
-def _block_log_weight(log_w_prev: Tensor, log_p: Tensor, log_q: Tensor) -> Tensor:
-    """log w_i = min(0, log w_{i-1} + log p - log q); ``-inf`` if any input is ``-inf``."""
-    if log_q == _NEG_INF or log_p == _NEG_INF or log_w_prev == _NEG_INF:
-        return torch.full_like(log_w_prev, _NEG_INF)
-    return torch.clamp(log_w_prev + (log_p - log_q), max=0.0)
-
-
-def target_law(target_logits_row: Tensor, temperature: float) -> Tensor:
-    """Exact float64 law of one target row: softmax(masked logits / T), one-hot argmax if T == 0.
-
-    The distribution every lossless verifier's emitted token must follow. All-zero when the
-    whole row is masked.
-    """
-    row = torch.as_tensor(target_logits_row).reshape(-1)
-    temperature = float(torch.tensor(temperature, dtype=torch.float32))
-    if temperature == 0.0:
-        best = _argmax_lowest(masked_scaled(row, 1.0))
-        law = torch.zeros(row.numel(), dtype=torch.float64)
-        if best >= 0:
-            law[best] = 1.0
-        return law
-    scaled = verify_masked_scaled(row, _inv_temperature(temperature))
-    return _probs(scaled, _lse(scaled))
-
+__all__ = ["VerifyResult", "verify_greedy", "verify_greedy_ragged", "rejection_sample",
+           "rejection_sample_ragged"]
 
 # ----------------------------------------------------------------------------------------
 # One request (csrc/core/verify_row.h)
@@ -484,7 +215,7 @@ _ACCEPTED, _REJECTED, _UNTESTED = 1, 0, -1
 
 
 def _verify_greedy_row(req: _Request) -> _Outcome:
-    """SPEC §3.1 (verify_row_greedy)."""
+    """design §3.1 (verify_row_greedy)."""
     out: List[int] = []
     flags = [_UNTESTED] * req.num_draft
     for k in range(req.num_draft):
@@ -499,7 +230,7 @@ def _verify_greedy_row(req: _Request) -> _Outcome:
 
 
 def _verify_token_row(req: _Request) -> _Outcome:
-    """SPEC §3.2 (verify_row_token): accept x_k iff log u_k < log p - log q."""
+    """design §3.2 (verify_row_token): accept x_k iff log u_k < log p - log q."""
     out: List[int] = []
     flags = [_UNTESTED] * req.num_draft
     one = torch.ones((), dtype=req.dtype)
@@ -516,7 +247,7 @@ def _verify_token_row(req: _Request) -> _Outcome:
 
 
 def _verify_block_row(req: _Request) -> _Outcome:
-    """SPEC §3.3 (verify_row_block). Spec index i (1-based) is position k = i here.
+    """design §3.3 (verify_row_block). Spec index i (1-based) is position k = i here.
 
     w_i comes from row i-1; for 0 < i < l the stop test eta_i <= h_i uses Z_i over row i and
     eta_i = ACCEPT stream at position i-1; h_l = w_l. tau = the last passing i; the output is
@@ -562,21 +293,6 @@ def _verify_request(req: _Request, method: str) -> _Outcome:
 # ----------------------------------------------------------------------------------------
 # Layouts (csrc/core/verify_problem.h) and the public ops
 # ----------------------------------------------------------------------------------------
-
-
-class VerifyResult(NamedTuple):
-    """Outputs of every verification op.
-
-    accepted: int64 ``[B]`` draft tokens accepted; out_tokens: int64 ``[B, K+1]`` accepted
-    drafts then one correction-or-bonus token, padded with -1; num_emitted: int64 ``[B]``
-    (accepted + 1); accept_flags: int8 ``[B, K]`` (padded) or ``[T]`` (ragged), 1 accepted /
-    passed its stop test, 0 tested and rejected, -1 not tested.
-    """
-
-    accepted: Tensor
-    out_tokens: Tensor
-    num_emitted: Tensor
-    accept_flags: Tensor
 
 
 def _check_method(method: str) -> None:
@@ -694,7 +410,7 @@ def _greedy_params(batch: int):
 
 def verify_greedy(target_logits: Tensor, draft_tokens: Tensor,
                   num_draft: Optional[Tensor] = None) -> VerifyResult:
-    """Greedy verification (SPEC §3.1), padded layout.
+    """Greedy verification (design §3.1), padded layout.
 
     target ``[B, K+1, V]``, draft tokens ``[B, K]``, optional ``num_draft [B]``.
     """
@@ -722,7 +438,7 @@ def rejection_sample(
     *,
     draft_probs: Optional[Tensor] = None,
 ) -> VerifyResult:
-    """Token-wise (SPEC §3.2) or block (§3.3) verification, padded layout.
+    """Token-wise (design §3.2) or block (§3.3) verification, padded layout.
 
     target ``[B, K+1, V]``, draft tokens ``[B, K]``, draft logits ``[B, K, V]`` or ``None``
     (one-hot drafts), per-row temperature / seed / offset ``[B]`` (temperature 0 = greedy
@@ -756,27 +472,3 @@ def rejection_sample_ragged(
     params = lambda batch: _row_params(temperature, seed, offset, batch)  # noqa: E731
     return _ragged(target_logits, draft_tokens, draft_logits, cu_num_draft, max_num_draft,
                    params, method, dtype, draft_probs)
-
-
-# ----------------------------------------------------------------------------------------
-# The drafting and scheduling references are long enough for modules of their own; this
-# module names them too, so it is the one place to find the ground truth of every op. Lazy
-# (PEP 562), because reference_markov itself builds on the Philox streams defined above.
-# ----------------------------------------------------------------------------------------
-
-_REEXPORTS = {
-    "MarkovReference": "reference_markov",
-    "markov_sample": "reference_markov",
-    "schedule_async": "reference_schedule",
-    "schedule_capacity": "reference_schedule",
-    "schedule_causal": "reference_schedule",
-    "schedule_global": "reference_schedule",
-}
-
-
-def __getattr__(name: str):
-    if name in _REEXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_REEXPORTS[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

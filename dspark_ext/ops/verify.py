@@ -10,6 +10,8 @@ from typing import NamedTuple, Optional, Union
 
 import torch
 
+from ._args import per_row, per_row_seed
+
 TensorOrFloat = Union[torch.Tensor, float]
 TensorOrInt = Union[torch.Tensor, int]
 
@@ -33,14 +35,6 @@ class VerifyResult(NamedTuple):
     out_tokens: torch.Tensor
     num_emitted: torch.Tensor
     accept_flags: torch.Tensor
-
-
-def _per_row(value, batch: int, dtype: torch.dtype, device: torch.device, name: str):
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return torch.full((batch,), value, dtype=dtype, device=device)
-    raise TypeError(f"{name} must be a tensor or a Python number, got {type(value).__name__}")
 
 
 def _method_flag(method: str) -> bool:
@@ -72,7 +66,7 @@ def verify_greedy(
     cu_num_draft: Optional[torch.Tensor] = None,
     max_num_draft: Optional[int] = None,
 ) -> VerifyResult:
-    """Greedy verification (SPEC §3.1): accept draft k while it equals argmax of target row k.
+    """Greedy verification (design §3.1): accept draft k while it equals argmax of target row k.
 
     Padded layout: ``target_logits`` [B, K+1, V] (float32/bfloat16/float16, vocabulary dim
     contiguous), ``draft_tokens`` int64 [B, K], optional ``num_draft`` int64 [B] (<= K,
@@ -107,7 +101,7 @@ def rejection_sample(
     max_num_draft: Optional[int] = None,
     draft_probs: Optional[torch.Tensor] = None,
 ) -> VerifyResult:
-    """Lossless speculative verification from logits (SPEC §3.2 token-wise, §3.3 block).
+    """Lossless speculative verification from logits (design §3.2 token-wise, §3.3 block).
 
     ``temperature`` float32 [B] (or a float): 0 makes a row greedy, so one batch may mix
     greedy and sampled rows. ``seed`` / ``offset`` int64 [B] key the counter-based Philox
@@ -144,12 +138,9 @@ def rejection_sample(
                             f"{type(value).__name__}")
     device = target_logits.device
     batch = _batch_size(target_logits, cu_num_draft)
-    temperature = _per_row(temperature, batch, torch.float32, device, "temperature")
-    if isinstance(seed, int) and not isinstance(seed, bool):
-        # Distinct streams per row: one shared seed would correlate the rows' samples.
-        seed = seed + torch.arange(batch, dtype=torch.int64, device=device)
-    seed = _per_row(seed, batch, torch.int64, device, "seed")
-    offset = _per_row(offset, batch, torch.int64, device, "offset")
+    temperature = per_row(temperature, batch, torch.float32, device, "temperature")
+    seed = per_row_seed(seed, batch, device)
+    offset = per_row(offset, batch, torch.int64, device, "offset")
     if cu_num_draft is not None:
         if num_draft is not None:
             raise ValueError("pass either num_draft (padded) or cu_num_draft (ragged), not both")
