@@ -39,6 +39,7 @@
 #                          marks tests cuda, tests/test_cuda_verify.py first)
 #   GPU_CHECK_PYTEST_ARGS  extra pytest arguments for step 3 (e.g. "-k ragged")
 #   GPU_CHECK_TEST_TIMEOUT_S   per-test timeout of step 3 (default 60)
+#   GPU_CHECK_FORCE=1      run the later steps even when row 2 failed (to see how they fail)
 #   GPU_CHECK_DRY=1        dry run: no CUDA step runs; each step's command is logged and
 #                          replaced by `sleep GPU_CHECK_DRY_STEP_S` (default 0) under the same
 #                          capped timeout, and step minima are 1 s (tests/test_gpu_check_dry.py)
@@ -55,6 +56,7 @@ DRY=${GPU_CHECK_DRY:-0}
 DRY_STEP_S=${GPU_CHECK_DRY_STEP_S:-0}
 SKIP_BUILD=${GPU_CHECK_SKIP_BUILD:-0}
 SELECT=${GPU_CHECK_STEPS:-}
+FORCE=${GPU_CHECK_FORCE:-0}
 TEST_TIMEOUT_S=${GPU_CHECK_TEST_TIMEOUT_S:-60}
 OUT_DIR=${OUT:-$ROOT/bench/out}
 mkdir -p "$OUT_DIR" || exit 1
@@ -199,7 +201,8 @@ run_step() {
   if ! selected "$key"; then
     set_row "$key" "not selected" "" "GPU_CHECK_STEPS=$SELECT"; return 1
   fi
-  if [ "$DRY" != 1 ] && [ "$key" != build ] && [ "$key" != enabled ] && [ "$CUDA_OK" != 1 ]; then
+  if [ "$DRY" != 1 ] && [ "$key" != build ] && [ "$key" != enabled ] && [ "$CUDA_OK" != 1 ] \
+     && [ "$FORCE" != 1 ]; then
     set_row "$key" "skipped" "" "needs a CUDA device and a working CUDA build (rows 1-2)"
     return 1
   fi
@@ -320,7 +323,7 @@ print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 
     CUDA_OK=1
     set_row enabled "True" "$DUR" "arch list $ARCH; $(grep -m1 '^device' "$LOGS/enabled.log" | cut -c1-80)"
   else
-    set_row enabled "FAILED ($(status_of "$RC"))" "$DUR" "cuda_available ${AVAIL:-?}, cuda_enabled ${ENABLED:-?}; $(grep -vE '^\s*$' "$LOGS/enabled.log" | tail -n 1 | cut -c1-200)"
+    set_row enabled "FAILED$([ "$RC" -ne 0 ] && echo " ($(status_of "$RC"))")" "$DUR" "cuda_available ${AVAIL:-?}, cuda_enabled ${ENABLED:-?}; $(grep -vE '^\s*$' "$LOGS/enabled.log" | tail -n 1 | cut -c1-200)"
   fi
 fi
 write_report
@@ -373,7 +376,7 @@ sanitizer_row() {  # sanitizer_row KEY
     set_row "$1" "$(status_of "$RC") / script did not finish" "$DUR" "${errs:-no summary}; $(grep -vE '^\s*$' "$LOGS/$1.log" | tail -n 1 | cut -c1-160)"
   fi
 }
-if [ -z "$SAN" ] && [ "$DRY" != 1 ] && selected memcheck; then
+if [ -z "$SAN" ] && [ "$DRY" != 1 ] && [ "$CUDA_OK" = 1 ] && selected memcheck; then
   set_row memcheck "skipped" "" "compute-sanitizer not found (PATH, \$CUDA_HOME/bin, /opt/nvidia)"
 # No caching allocator: each tensor is its own allocation, so a read past a row's end is
 # outside an allocation and memcheck sees it.
@@ -385,7 +388,8 @@ write_report
 
 # 5. kernel timings -------------------------------------------------------------------------
 if run_step timing 90 15 "$PY" bench/gpu_check_timing.py; then
-  set_row timing "$(status_of "$RC")" "$DUR" "table below"
+  if [ "$RC" -eq 0 ]; then set_row timing ok "$DUR" "table below"
+  else set_row timing "$(status_of "$RC")" "$DUR" "$(grep -vE '^\s*$' "$LOGS/timing.log" | tail -n 1 | cut -c1-200)"; fi
 fi
 write_report
 
@@ -398,7 +402,7 @@ fi
 write_report
 
 # 7. racecheck (shared-memory hazards of the block reductions) -----------------------------
-if [ -z "$SAN" ] && [ "$DRY" != 1 ] && selected racecheck; then
+if [ -z "$SAN" ] && [ "$DRY" != 1 ] && [ "$CUDA_OK" = 1 ] && selected racecheck; then
   set_row racecheck "skipped" "" "compute-sanitizer not found"
 elif run_step racecheck 90 20 "${SAN:-compute-sanitizer}" --tool racecheck --print-limit 20 \
        --error-exitcode 3 "$PY" bench/gpu_check_ops.py --quick; then
@@ -409,7 +413,7 @@ write_report
 # 8. ncu ------------------------------------------------------------------------------------
 NCU=$(find_tool ncu "$(latest "$CUDA_HOME"/nsight-compute*/ncu)" \
   "$(latest /opt/nvidia/nsight-compute/*/ncu)" "$(latest /usr/local/NVIDIA-Nsight-Compute*/ncu)")
-if [ -z "$NCU" ] && [ "$DRY" != 1 ] && selected ncu; then
+if [ -z "$NCU" ] && [ "$DRY" != 1 ] && [ "$CUDA_OK" = 1 ] && selected ncu; then
   set_row ncu "skipped" "" "ncu not found (PATH, \$CUDA_HOME, /opt/nvidia/nsight-compute)"
 elif run_step ncu 90 20 "${NCU:-ncu}" --clock-control none -k regex:verify_rows_kernel -c 3 \
        --section SpeedOfLight --section Occupancy --section LaunchStats \
