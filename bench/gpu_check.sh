@@ -20,8 +20,9 @@
 #    7 racecheck  compute-sanitizer racecheck (gpu_check_ops.py --quick)
 #    8 ncu        Nsight Compute: bandwidth / occupancy of the verification kernel
 #    9 bench_markov, 10 bench_schedule   the Markov-drafting and scheduler benchmarks on CUDA
-#   11 vllm       the vLLM CUDA engine tests: only where a CUDA build of vLLM is installed
-#                 (the lent image has none, so this row says skipped there)
+#   11 vllm       the vLLM CUDA engine tests and bench_vllm.py --device cuda --no-engine: only
+#                 where a CUDA build of vLLM is installed (the lent image has none, so this
+#                 row says skipped there)
 #
 # Output: $OUT (default bench/out) receives only gpu_check.md, rewritten after every step (a
 # killed run still returns the table so far), and gpu_check.tar.gz (gpu_check/: every log,
@@ -441,12 +442,13 @@ write_report
 # CUDA vLLM wheel is too large to carry, so there this row says skipped. ----------------------
 if [ "$DRY" != 1 ] && selected vllm && ! timeout 60 "$PY" -c "import vllm" >/dev/null 2>&1; then
   set_row vllm "skipped" "" "needs a CUDA build of vLLM; none is installed here (the lent image has none)"
-elif run_step vllm 300 60 "$PY" -m pytest -v -rfE -p no:cacheprovider -m cuda tests/vllm_stage -s; then
+elif run_step vllm 300 60 bash -c '"$1" -m pytest -v -rfE -p no:cacheprovider -m cuda tests/vllm_stage -s &&
+       "$1" bench/bench_vllm.py --device cuda --quick --no-engine --out "$2"' _ "$PY" "$D/results/vllm"; then
   SUMMARY=$(grep -E "^=+ .*[0-9]+ (passed|failed|errors?|skipped).* in [0-9.]+s" "$LOGS/vllm.log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
   if [ "$RC" -eq 0 ] && ! grep -qE "[1-9][0-9]* passed" <<<"$SUMMARY"; then
     set_row vllm "FAILED (0 passed)" "$DUR" "${SUMMARY:-no summary}"
   else
-    set_row vllm "$(status_of "$RC")" "$DUR" "${SUMMARY:-no summary}"
+    set_row vllm "$(status_of "$RC")" "$DUR" "${SUMMARY:-no summary}; then bench_vllm.py --device cuda --quick --no-engine (results/vllm)"
   fi
 fi
 
