@@ -120,7 +120,7 @@ status_of() {  # status_of RC -> ok / FAILED (rc N) / TIMEOUT
   elif [ "$1" -eq 124 ] || [ "$1" -eq 137 ]; then echo "TIMEOUT"
   else echo "FAILED (rc $1)"; fi
 }
-fence() {  # fence TITLE FILE... : a markdown section with the text of stdin
+fence() {  # fence TITLE : stdin as a fenced block under a "## TITLE" heading
   echo; echo "## $1"; echo '```'; cat; echo '```'
 }
 
@@ -346,7 +346,7 @@ read -r -a PYTEST_EXTRA <<<"${GPU_CHECK_PYTEST_ARGS:-}"
 if run_step pytest 180 30 env DSPARK_TEST_TIMEOUT_S="$TEST_TIMEOUT_S" \
      DSPARK_TEST_TIMEOUT_LOG="$LOGS/pytest_hang.log" \
      bash -c 'export DSPARK_TEST_DEADLINE=$(( $(date +%s) + STEP_LIMIT_S - 20 )); exec "$@"' _ \
-     "$PY" -m pytest -v -rfE --durations=15 -p no:cacheprovider -m cuda \
+     "$PY" -m pytest -v -rfEs --durations=15 -p no:cacheprovider -m cuda \
      "${TEST_FILES[@]}" ${PYTEST_EXTRA[@]+"${PYTEST_EXTRA[@]}"}; then
   SUMMARY=$(grep -E "^=+ .*[0-9]+ (passed|failed|errors?|skipped|deselected).* in [0-9.]+s" "$LOGS/pytest.log" | tail -1 | sed -E 's/^=+ //; s/ =+$//')
   N_PASS=$(grep -oE "[0-9]+ passed" <<<"$SUMMARY" | grep -oE "[0-9]+")
