@@ -324,7 +324,7 @@ print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 
     CUDA_OK=1
     set_row enabled "True" "$DUR" "arch list $ARCH; $(grep -m1 '^device' "$LOGS/enabled.log" | cut -c1-80)"
   else
-    set_row enabled "FAILED$([ "$RC" -ne 0 ] && echo " ($(status_of "$RC"))")" "$DUR" "cuda_available ${AVAIL:-?}, cuda_enabled ${ENABLED:-?}; $(grep -vE '^\s*$' "$LOGS/enabled.log" | tail -n 1 | cut -c1-200)"
+    set_row enabled "$([ "$RC" -ne 0 ] && status_of "$RC" || echo FAILED)" "$DUR" "cuda_available ${AVAIL:-?}, cuda_enabled ${ENABLED:-?}; $(grep -vE '^\s*$' "$LOGS/enabled.log" | tail -n 1 | cut -c1-200)"
   fi
 fi
 write_report
