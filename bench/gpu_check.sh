@@ -290,6 +290,10 @@ if [ "$SKIP_BUILD" = 1 ]; then
 i = dspark_ext.build_info()
 print(json.dumps(i))
 assert i['cuda_enabled'], 'this dspark_ext/_C*.so was built without the CUDA kernels'
+cpu = set(open('/proc/cpuinfo').read().split())
+isa = [f[2:].replace('-', '_') for f in i['cpu_flags'].split() if f.startswith('-m') and '=' not in f]
+assert all(f in cpu for f in isa), ('built for CPU instructions this CPU lacks: '
+    + ' '.join(f for f in isa if f not in cpu) + '; rebuild with portable DSPARK_CPU_ARCH_FLAGS')
 if i['torch'] != torch.__version__:
     print('warning: built for torch', i['torch'], 'but torch here is', torch.__version__)"; then
     if [ ! -f "$SO_PATH" ]; then
