@@ -43,6 +43,7 @@ for p in (HERE, os.path.dirname(HERE)):
 
 import dspark_ext  # noqa: E402
 from dspark_ext import ModelDrafter, NgramDrafter, SpeculativeDecoder  # noqa: E402
+from dspark_ext.plotting import pyplot  # noqa: E402
 
 GAMMA = 4
 
@@ -218,11 +219,8 @@ def main(argv=None):
 
 
 def plot(results, out):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         print("matplotlib missing: no plot")
         return
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
@@ -240,6 +238,7 @@ def plot(results, out):
     fig.tight_layout()
     path = os.path.join(out, "decode_overhead.png")
     fig.savefig(path, dpi=110)
+    plt.close(fig)
     print(f"wrote {path}")
 
 

@@ -63,8 +63,8 @@ from bench_decode import ForwardClock  # noqa: E402
 from dspark_ext import bundled  # noqa: E402
 from dspark_ext.calibration import plot_reliability  # noqa: E402
 from dspark_ext.decoding import FixedLength, Scheduled, SpeculativeDecoder, as_target  # noqa
-from dspark_ext.eval.report import pyplot  # noqa: E402
 from dspark_ext.eval.runner import EvalConfig, autoregressive, measure_sps, run_eval  # noqa
+from dspark_ext.plotting import pyplot  # noqa: E402
 
 GAMMA = 7
 DRAFTERS = ("dspark", "dflash", "ar_draft", "ngram")

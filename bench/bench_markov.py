@@ -5,7 +5,7 @@
                                  [--no-reference] [--dtype fp32,bf16]
 
 For every case (B x K x V, r = 256, vanilla head, T = 1) it times in the same run, on the
-same inputs (median after warm-up, bench_verify.time_fn):
+same inputs (median after warm-up, harness.time_fn):
 
 * ``native``  the fused op;
 * ``eager``   the eager PyTorch loop reference code runs (per step: W1 gather, [B, r] x [r, V]
@@ -23,11 +23,8 @@ little to a round). Writes ``markov_results.json`` and ``markov_bandwidth.{png,s
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from typing import List
 
@@ -41,7 +38,7 @@ for p in (HERE, os.path.dirname(HERE)):
 import dspark_ext  # noqa: E402
 from dspark_ext import reference_markov  # noqa: E402
 
-import bench_verify as bv  # noqa: E402  (timing, copy bandwidth, machine info, plot)
+import harness  # noqa: E402  (timing, copy bandwidth, machine info, targets, plot)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 HEADLINE = dict(B=32, K=7, V=32000, dtype="fp32")
@@ -61,9 +58,9 @@ def grid(mode: str, dtypes: List[str]):
 
 
 BUDGETS = {
-    "full": bv.Budget((2, 20, 2.0), (1, 5, 4.0), (0, 1, 20.0), (2, 15, 1.5)),
-    "quick": bv.Budget((1, 10, 0.8), (1, 3, 1.5), (0, 1, 20.0), (2, 9, 0.5)),
-    "smoke": bv.Budget((1, 3, 0.2), (1, 3, 0.2), (0, 1, 1.0), (1, 3, 0.1), min_reps=2,
+    "full": harness.Budget((2, 20, 2.0), (1, 5, 4.0), (0, 1, 20.0), (2, 15, 1.5)),
+    "quick": harness.Budget((1, 10, 0.8), (1, 3, 1.5), (0, 1, 20.0), (2, 9, 0.5)),
+    "smoke": harness.Budget((1, 3, 0.2), (1, 3, 0.2), (0, 1, 1.0), (1, 3, 0.1), min_reps=2,
                        large_copy_bytes=64 << 20),
 }
 
@@ -112,7 +109,7 @@ def run_case(B, K, V, dt, args, device, budget, copybw, large_copy):
                                         x["seed"], x["offset"])
 
     w, reps, secs = budget.native
-    r["native_s"], times = bv.time_fn(native, device, w, reps, secs, budget.min_reps)
+    r["native_s"], times = harness.time_fn(native, device, w, reps, secs, budget.min_reps)
     r["native_min_s"] = min(times)
     r["native_per_step_s"] = r["native_s"] / K
     nb = bytes_moved(B, K, V, x["base"].element_size(), x["w2"].element_size())
@@ -125,13 +122,13 @@ def run_case(B, K, V, dt, args, device, budget, copybw, large_copy):
     u = torch.randn(B, RANK, device=device, dtype=torch.float32)
     w2f = x["w2"].float()
     gemm = lambda: [u @ w2f.t() for _ in range(K)]  # noqa: E731
-    r["gemm_s"], _ = bv.time_fn(gemm, device, w, reps, secs, budget.min_reps)
+    r["gemm_s"], _ = harness.time_fn(gemm, device, w, reps, secs, budget.min_reps)
     r["gemm_share"] = r["gemm_s"] / r["native_s"]
-    avail = bv.mem_available() if device.type == "cpu" else None
+    avail = harness.mem_available() if device.type == "cpu" else None
     if avail is None or 6 * 4 * B * K * V < 0.5 * avail:
         eg = lambda: eager_loop(x["base"], x["anchor"], x["w1"], x["w2"], x["temp"])  # noqa
         w, reps, secs = budget.eager
-        r["eager_s"], et = bv.time_fn(eg, device, w, reps, secs, budget.min_reps)
+        r["eager_s"], et = harness.time_fn(eg, device, w, reps, secs, budget.min_reps)
         r["x_eager"] = r["eager_s"] / r["native_s"]
         r["x_eager_best"] = min(et) / r["native_min_s"]
     small = (B <= 8 and V <= 32000) or (B, K, V, dt) == tuple(HEADLINE.values())
@@ -141,7 +138,7 @@ def run_case(B, K, V, dt, args, device, budget, copybw, large_copy):
         rf = lambda: reference_markov.markov_sample(  # noqa: E731
             x["base"], x["anchor"], x["w1"], x["w2"], x["temp"], x["seed"], x["offset"])
         w, reps, secs = budget.ref
-        r["ref_s"], _ = bv.time_fn(rf, device, w, reps, secs, 1)
+        r["ref_s"], _ = harness.time_fn(rf, device, w, reps, secs, 1)
         r["x_ref"] = r["ref_s"] / r["native_s"]
     return r
 
@@ -194,13 +191,13 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(mode="full")
     args = p.parse_args(argv)
-    device = bv.pick_device(args.device, args.threads)
+    device = harness.pick_device(args.device, args.threads)
     args.device = device.type
     budget = BUDGETS[args.mode]
     os.makedirs(args.out, exist_ok=True)
     t0 = time.perf_counter()
-    info = bv.machine_info(device)
-    copybw = bv.CopyBandwidth(device, budget)
+    info = harness.machine_info(device)
+    copybw = harness.CopyBandwidth(device, budget)
     large_copy = copybw.measure(budget.large_copy_bytes)
     print(f"markov_sample | {info.get('gpu', info.get('cpu_model', ''))} | threads "
           f"{torch.get_num_threads()} | mode {args.mode} | copy {large_copy['GBps']:.1f} GB/s")
@@ -214,21 +211,17 @@ def main(argv=None) -> dict:
         print(f"K 4 -> 16 [B={s['B']} V={s['V']} {s['dtype']}]: {s['K4_s'] * 1e3:.2f} -> "
               f"{s['K16_s'] * 1e3:.2f} ms (x{s['ratio']:.2f}, +{s['added_s'] * 1e3:.2f} ms)")
     tg = targets(cases, device)
-    bv.print_targets(tg)
+    harness.print_targets(tg)
     results = {"machine": info, "mode": args.mode, "args": vars(args), "rank": RANK,
                "copy_bandwidth": {"large": large_copy}, "cases": cases, "k_scaling": ks,
                "targets": tg, "elapsed_s": time.perf_counter() - t0,
-               "loadavg_end": bv._loadavg()}
-    path = os.path.join(args.out, "markov_results.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1)
+               "loadavg_end": harness.loadavg()}
+    path = harness.write_json(results, os.path.join(args.out, "markov_results.json"))
     print(f"wrote {path}")
-    with tempfile.TemporaryDirectory() as tmp:
-        title = f"dspark_ext markov_sample, {args.device}, mode {args.mode} (r = {RANK})"
-        made = bv.plot(cases, large_copy, tmp, title)
-        dest = os.path.join(args.out, "markov_bandwidth" + os.path.splitext(made)[1])
-        shutil.move(made, dest)
-        print(f"wrote {dest}")
+    title = f"dspark_ext markov_sample, {args.device}, mode {args.mode} (r = {RANK})"
+    made = harness.plot_bandwidth(cases, large_copy, os.path.join(args.out, "markov_bandwidth"),
+                                  title)
+    print(f"wrote {made}")
     return results
 
 

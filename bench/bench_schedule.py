@@ -8,7 +8,7 @@ For each case (R requests x K draft positions x mode) it times, on the same inpu
 same run, the native op (``torch.ops.dspark.schedule_prefix`` called directly with tensors:
 the per-step cost an engine pays, op dispatch included) and the Python reference (inputs
 pre-converted to lists), checks that both return identical results, and reports the median
-of repeated runs after warm-up (bench_verify.time_fn) and the speedup ``x_ref``. Modes:
+of repeated runs after warm-up (harness.time_fn) and the speedup ``x_ref``. Modes:
 ``causal`` (Algorithm 1), ``global`` (no early stop: the whole admission path),
 ``capacity`` (the asynchronous step, capacity = the global search's count), and
 ``causal_flat`` (a flat SPS curve: the causal scan never stops early, its worst case).
@@ -23,9 +23,7 @@ every mode. Writes ``schedule_results.json`` to ``--out`` (default bench/out) an
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 from typing import Dict, List, Optional
 
@@ -38,10 +36,9 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(1, ROOT)
 
-import dspark_ext  # noqa: E402
 from dspark_ext import reference_schedule as ref  # noqa: E402
 
-from bench_verify import time_fn  # noqa: E402
+from harness import machine_info, pick_device, time_fn, write_json  # noqa: E402
 
 MODES = ("causal", "global", "capacity", "causal_flat")
 HEADLINE = dict(R=256, K=16)
@@ -118,9 +115,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-reference", action="store_true")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = pick_device(args.device, args.threads)
     mode = "smoke" if args.smoke else "full"
     budget = (3, 20, 0.2) if args.smoke else (20, 2000, 1.0)
     cases = []
@@ -148,16 +143,13 @@ def main(argv: Optional[List[str]] = None) -> Dict:
               f"({'PASS' if t['at_least_20x_ref'] else 'FAIL'} >= {TARGET_X_REF:.0f})")
     results = {
         "mode": mode,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads(),
-                    "dspark_ext": dspark_ext.build_info()},
+        "machine": {**machine_info(device), "threads": torch.get_num_threads()},
         "device": device.type,
         "cases": cases,
         "targets": targets,
     }
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "schedule_results.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(results, os.path.join(args.out, "schedule_results.json"))
     return results
 
 

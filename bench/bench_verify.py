@@ -18,6 +18,10 @@ op's own outputs, see bench/README.md) against the measured copy bandwidth (``ds
 on a buffer as large as the op's inputs, and on a large buffer). Writes ``results.json`` and
 ``verify_bandwidth.png`` (``.svg`` without matplotlib) to ``--out`` (default bench/out),
 prints a table and a pass/fail section for the issue's performance targets.
+
+This file is the verification benchmark only (its grid, inputs, byte counts, cases, table,
+targets and plot); the timing, copy bandwidth, machine info, target printing and bandwidth
+plot it shares with the other bench scripts live in bench/harness.py.
 """
 from __future__ import annotations
 
@@ -26,11 +30,10 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
@@ -45,11 +48,13 @@ import dspark_ext  # noqa: E402
 from dspark_ext import reference as ref_impl  # noqa: E402
 
 import eager_baselines as eager  # noqa: E402
+from harness import (GIB, Budget, CopyBandwidth, loadavg, machine_info,  # noqa: E402
+                     mem_available, pick_device, plot_bandwidth, print_targets, sync,
+                     time_fn, write_json)
 
 OPS = ("greedy", "token", "block")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 HEADLINE = dict(B=32, K=7, V=32000, dtype="fp32")  # the issue's CPU target shape (T=1)
-GIB = 1 << 30
 
 # --------------------------------------------------------------------------------------------
 # Grids
@@ -76,17 +81,6 @@ def grid(mode: str, device: str = "cpu") -> List[Tuple[int, int, int, str]]:
     raise ValueError(mode)
 
 
-@dataclass
-class Budget:
-    """Repetitions and time budgets (seconds) of one mode."""
-    native: Tuple[int, int, float]  # (warm-up, max reps, seconds)
-    eager: Tuple[int, int, float]
-    ref: Tuple[int, int, float]
-    copy: Tuple[int, int, float]
-    min_reps: int = 3
-    large_copy_bytes: int = GIB
-
-
 BUDGETS = {
     "full": Budget((3, 30, 2.0), (1, 10, 4.0), (0, 3, 10.0), (2, 15, 1.5)),
     "quick": Budget((2, 15, 0.6), (1, 5, 1.5), (0, 1, 4.0), (2, 9, 0.5)),
@@ -94,89 +88,6 @@ BUDGETS = {
     "smoke": Budget((1, 3, 0.2), (1, 3, 0.2), (0, 1, 1.0), (1, 3, 0.1), min_reps=2,
                     large_copy_bytes=64 << 20),
 }
-
-# --------------------------------------------------------------------------------------------
-# Timing
-# --------------------------------------------------------------------------------------------
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_fn(fn: Callable[[], object], device: torch.device, warmup: int, max_reps: int,
-            budget_s: float, min_reps: int = 3) -> Tuple[float, List[float]]:
-    """Median seconds of ``fn`` after ``warmup`` calls; at least ``min_reps`` repeats, then
-    more until ``max_reps`` or ``budget_s`` seconds of measured time. CUDA: events around each
-    call (synchronised); CPU: perf_counter."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times: List[float] = []
-    spent = 0.0
-    while len(times) < max(min_reps, 1) or (len(times) < max_reps and spent < budget_s):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            dt = start.elapsed_time(end) / 1e3
-        else:
-            t0 = time.perf_counter()
-            fn()
-            dt = time.perf_counter() - t0
-        times.append(dt)
-        spent += dt
-    return statistics.median(times), times
-
-
-class CopyBandwidth:
-    """Measured ``dst.copy_(src)`` bandwidth (read + write bytes, best of the repeats, as
-    STREAM reports it; the median is kept too), cached by buffer size."""
-
-    def __init__(self, device: torch.device, budget: Budget):
-        self.device = device
-        self.budget = budget
-        self.cache: Dict[int, dict] = {}
-
-    def measure(self, nbytes: int) -> dict:
-        nbytes = max(int(nbytes), 4096)
-        nbytes -= nbytes % 64
-        if nbytes in self.cache:
-            return self.cache[nbytes]
-        # Filled (not torch.empty): untouched pages would read as the shared zero page.
-        src = torch.ones(nbytes, dtype=torch.uint8, device=self.device)
-        dst = torch.zeros(nbytes, dtype=torch.uint8, device=self.device)
-        w, reps, secs = self.budget.copy
-        # CPU: with 1 thread and with torch's thread count, the best one counts (on a loaded
-        # machine a 2-thread copy of a small buffer can wait milliseconds for its 2nd thread).
-        threads = [None]
-        if self.device.type == "cpu":
-            threads = sorted({1, torch.get_num_threads()})
-        runs = {}
-        saved = torch.get_num_threads()
-        try:
-            for nt in threads:
-                if nt is not None:
-                    torch.set_num_threads(nt)
-                med, times = time_fn(lambda: dst.copy_(src), self.device, w, reps, secs,
-                                     self.budget.min_reps)
-                runs[str(nt or "default")] = {"median_s": med, "min_s": min(times),
-                                              "reps": len(times)}
-        finally:
-            torch.set_num_threads(saved)
-        best = min(runs.values(), key=lambda r: r["min_s"])
-        # STREAM convention: the best repeat is the machine's copy bandwidth (conservative for
-        # the %copy ratios: a copy slowed by a busy machine cannot inflate them).
-        out = {"bytes": nbytes, "median_s": best["median_s"], "min_s": best["min_s"],
-               "GBps": 2 * nbytes / best["min_s"] / 1e9,
-               "GBps_median": 2 * nbytes / best["median_s"] / 1e9, "by_threads": runs}
-        del src, dst
-        self.cache[nbytes] = out
-        return out
-
 
 # --------------------------------------------------------------------------------------------
 # Inputs
@@ -308,17 +219,6 @@ def reference_applies(mode: str, B: int, K: int, V: int, dt: str) -> bool:
     return B <= 8 and V <= 32000
 
 
-def mem_available() -> Optional[int]:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def eager_peak_bytes(B: int, K: int, V: int) -> int:
     """Rough peak of the eager baseline: float32 copies, scaled logits, softmax of target and
     draft, and the block residual temporaries (about 4 float32 [B, 2K+1, V] tensors)."""
@@ -340,46 +240,6 @@ class Case:
     result: dict = field(default_factory=dict)
 
 
-def _loadavg() -> Optional[List[float]]:
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "dspark_ext": dspark_ext.build_info(),
-        "device": str(device),
-        "mem_total_bytes": None,
-        "loadavg_start": _loadavg(),
-    }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    info["mem_total_bytes"] = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info["gpu"] = props.name
-        info["gpu_mem_bytes"] = props.total_memory
-        info["cuda"] = torch.version.cuda
-    return info
-
-
 def run_shape(B: int, K: int, V: int, dt: str, args, device: torch.device, budget: Budget,
               copybw: CopyBandwidth, large_copy: dict, compiled: dict) -> List[Case]:
     dtype = DTYPES[dt]
@@ -397,7 +257,7 @@ def run_shape(B: int, K: int, V: int, dt: str, args, device: torch.device, budge
         # native
         fn = native_fn(op, x)
         out = fn()
-        _sync(device)
+        sync(device)
         w, reps, secs = budget.native
         med, times = time_fn(fn, device, w, reps, secs, budget.min_reps)
         r["native_s"], r["native_reps"] = med, len(times)
@@ -445,7 +305,7 @@ def run_shape(B: int, K: int, V: int, dt: str, args, device: torch.device, budge
                 cfn = eager_fn(op, x, impl)
                 t0 = time.perf_counter()
                 cfn()
-                _sync(device)
+                sync(device)
                 r["compile_s"] = time.perf_counter() - t0
                 w, reps, secs = budget.eager
                 cmed, ctimes = time_fn(cfn, device, w, reps, secs, budget.min_reps)
@@ -568,101 +428,11 @@ def targets(cases: List[Case], device: torch.device) -> List[dict]:
     return out
 
 
-def print_targets(tg: List[dict]) -> None:
-    print("\n== targets ==")
-    if not tg:
-        print("  (no case of this run is covered by a target)")
-    for t in tg:
-        if t["value"] is None:
-            status, val = "NOT MEASURED", "-"
-        else:
-            status = "PASS" if t["pass"] else "FAIL"
-            val = (f"{100 * t['value']:.0f}%" if t["need"] < 1 else f"{t['value']:.1f}x")
-        need = f"{100 * t['need']:.0f}%" if t["need"] < 1 else f"{t['need']:.0f}x"
-        print(f"  [{status:>4}] {t['target']}: {val} (need {need})")
-
-
 def plot(cases: List[dict], large_copy: dict, out_dir: str, title: str) -> str:
-    """Bar chart of achieved GB/s per case next to the same-size copy bandwidth, each bar
-    labelled with the speedup over the eager baseline. ``cases`` are results.json entries."""
-    labels = [f"{c['op']} B{c['B']} K{c['K']} V{c['V'] // 1000}k {c['dtype']}" for c in cases]
-    ach = [c["GBps"] for c in cases]
-    cp = [c["copy_same_GBps"] for c in cases]
-    spd = [("" if c.get("x_eager") is None else f"{c['x_eager']:.1f}x") for c in cases]
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:  # noqa: BLE001 - no matplotlib: hand-written SVG
-        return _plot_svg(labels, ach, cp, spd, large_copy["GBps"], out_dir, title)
-    fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(cases) + 3), 5))
-    xs = range(len(cases))
-    ax.bar([i - 0.2 for i in xs], cp, width=0.4, color="#bbbbbb", label="copy, same size")
-    ax.bar([i + 0.2 for i in xs], ach, width=0.4, color="#1f77b4",
-           label="dspark_ext op (label: speedup vs eager)")
-    for i, (a, t) in enumerate(zip(ach, spd)):
-        ax.text(i + 0.2, a, t, ha="center", va="bottom", fontsize=6, rotation=90)
-    ax.axhline(large_copy["GBps"], color="#d62728", ls="--", lw=1,
-               label=f"copy, {large_copy['bytes'] / GIB:.2g} GiB")
-    ax.set_xticks(list(xs))
-    ax.set_xticklabels(labels, rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("GB/s (bytes the op must move / median time)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(out_dir, "verify_bandwidth.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _esc(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _plot_svg(labels, ach, cp, spd, large, out_dir, title) -> str:
-    n = len(labels)
-    bar, gap, left, top, height, bottom = 10, 8, 60, 40, 300, 170
-    width = left + n * (2 * bar + gap) + 200
-    ymax = max(ach + cp + [large]) * 1.15 or 1.0
-    y = lambda v: top + height - v / ymax * height  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
-             f'height="{top + height + bottom}" font-family="sans-serif" font-size="10">',
-             f'<rect width="100%" height="100%" fill="white"/>',
-             f'<text x="{left}" y="20" font-size="12">{_esc(title)}</text>']
-    for i in range(6):  # y grid
-        v = ymax * i / 5
-        parts.append(f'<line x1="{left}" x2="{width - 190}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
-                     f'stroke="#eeeeee"/>')
-        parts.append(f'<text x="{left - 5}" y="{y(v) + 3:.1f}" text-anchor="end">{v:.1f}</text>')
-    for i, (lab, a, c, t) in enumerate(zip(labels, ach, cp, spd)):
-        x0 = left + gap / 2 + i * (2 * bar + gap)
-        parts.append(f'<rect x="{x0:.1f}" y="{y(c):.1f}" width="{bar}" '
-                     f'height="{top + height - y(c):.1f}" fill="#bbbbbb"/>')
-        parts.append(f'<rect x="{x0 + bar:.1f}" y="{y(a):.1f}" width="{bar}" '
-                     f'height="{top + height - y(a):.1f}" fill="#1f77b4"/>')
-        sx, sy = x0 + 1.5 * bar + 3, y(a) - 3
-        parts.append(f'<text x="{sx:.1f}" y="{sy:.1f}" font-size="8" '
-                     f'transform="rotate(-90 {sx:.1f} {sy:.1f})">{t}</text>')
-        tx, ty = x0 + bar, top + height + 8
-        parts.append(f'<text x="{tx:.1f}" y="{ty}" transform="rotate(60 {tx:.1f} {ty})">'
-                     f'{_esc(lab)}</text>')
-    parts.append(f'<line x1="{left}" x2="{width - 190}" y1="{y(large):.1f}" y2="{y(large):.1f}" '
-                 f'stroke="#d62728" stroke-dasharray="4 3"/>')
-    parts.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + height}" stroke="black"/>')
-    parts.append(f'<text x="15" y="{top + height / 2}" transform="rotate(-90 15 '
-                 f'{top + height / 2})" text-anchor="middle">GB/s</text>')
-    lx = width - 180
-    for j, (col, name) in enumerate((("#bbbbbb", "copy, same size"),
-                                     ("#1f77b4", "dspark_ext op (x: vs eager)"),
-                                     ("#d62728", "copy, large buffer"))):
-        parts.append(f'<rect x="{lx}" y="{top + 15 * j}" width="10" height="10" fill="{col}"/>')
-        parts.append(f'<text x="{lx + 15}" y="{top + 15 * j + 9}">{name}</text>')
-    parts.append("</svg>")
-    path = os.path.join(out_dir, "verify_bandwidth.svg")
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
-    return path
+    """``verify_bandwidth.png`` (``.svg`` without matplotlib) in ``out_dir``: achieved GB/s
+    per case next to the copy bandwidth (harness.plot_bandwidth). ``cases`` are results.json
+    entries."""
+    return plot_bandwidth(cases, large_copy, os.path.join(out_dir, "verify_bandwidth"), title)
 
 
 # --------------------------------------------------------------------------------------------
@@ -715,20 +485,6 @@ def replot(path: str, out_dir: str) -> None:
     print(f"wrote {plot(results['cases'], results['copy_bandwidth']['large'], out_dir, title)}")
 
 
-def pick_device(requested: Optional[str], threads: Optional[int]) -> torch.device:
-    """The benchmark device (CUDA when present and compiled in, unless asked otherwise) and
-    the CPU thread count; shared by the bench scripts."""
-    if threads:
-        torch.set_num_threads(threads)
-    if requested is None:
-        use_cuda = torch.cuda.is_available() and dspark_ext.build_info()["cuda_enabled"]
-        requested = "cuda" if use_cuda else "cpu"
-    device = torch.device(requested)
-    if device.type == "cuda" and not dspark_ext.build_info()["cuda_enabled"]:
-        raise SystemExit("--device cuda: this dspark_ext build has no CUDA kernels")
-    return device
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.replot:
@@ -779,11 +535,9 @@ def main(argv=None) -> dict:
         "cases": [dict(op=c.op, B=c.B, K=c.K, V=c.V, dtype=c.dtype, **c.result) for c in cases],
         "targets": tg,
         "elapsed_s": elapsed,
-        "loadavg_end": _loadavg(),
+        "loadavg_end": loadavg(),
     }
-    path = os.path.join(args.out, "results.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1)
+    path = write_json(results, os.path.join(args.out, "results.json"))
     print(f"\nwrote {path}")
     if args.plot and cases:
         title = (f"dspark_ext verification, {args.device} "

@@ -174,11 +174,10 @@ def engine_runs(out_dir, device, quick):
 
 
 def plot(cases, out_dir):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except Exception:  # noqa: BLE001 - matplotlib is optional
+    from dspark_ext.plotting import pyplot  # here: main imports dspark_ext after vllm
+
+    plt = pyplot()
+    if plt is None:  # matplotlib is optional
         return None
     labels = [f"{c['mode'][0]} B{c['B']} K{c['K']} V{c['V'] // 1000}k" for c in cases]
     x = range(len(cases))
@@ -198,6 +197,7 @@ def plot(cases, out_dir):
     fig.tight_layout()
     path = os.path.join(out_dir, "vllm_sampler.png")
     fig.savefig(path, dpi=120)
+    plt.close(fig)
     return path
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Dict, List, Optional
@@ -48,8 +49,8 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import dspark_ext  # noqa: E402
 from dspark_ext import scheduler as sch  # noqa: E402
+from dspark_ext.plotting import Svg, pyplot  # noqa: E402
 
 K_MAX = 7
 FIXED = (1, 3, 5, 7)
@@ -159,12 +160,8 @@ def simulate(rows: int, steps: int, rounds, sps: torch.Tensor, seed: int,
 def _plot(results: Dict, path_stem: str, key: str = "expected_throughput") -> str:
     series = {p: [(r["policies"][p][key] / r["R"], r["policies"][p][key]) for r in results]
               for p in POLICIES}
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return _plot_svg(series, [r["R"] for r in results], path_stem + ".svg")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for p, pts in series.items():
@@ -183,8 +180,6 @@ def _plot(results: Dict, path_stem: str, key: str = "expected_throughput") -> st
 
 
 def _plot_svg(series, rs, path: str) -> str:
-    import math
-
     w, h, pad = 640, 420, 50
     pts = [pt for s in series.values() for pt in s]
     lx = [math.log10(x) for x, _ in pts]
@@ -199,21 +194,15 @@ def _plot_svg(series, rs, path: str) -> str:
         return h - pad - (math.log10(y) - y0) / (y1 - y0) * (h - 2 * pad)
 
     colors = ["black", "#999", "#777", "#555", "#333", "green", "red", "blue"]
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-             f'font-family="sans-serif" font-size="11">',
-             f'<rect width="{w}" height="{h}" fill="white"/>',
-             f'<text x="{pad}" y="20">throughput (tok/s, log) vs per-request speed (log); '
-             f'R = {rs[0]}..{rs[-1]}</text>']
+    svg = Svg(w, h, font_size=11)
+    svg.text(pad, 20, f"throughput (tok/s, log) vs per-request speed (log); "
+                      f"R = {rs[0]}..{rs[-1]}")
     for i, (p, s) in enumerate(series.items()):
         c = colors[i % len(colors)]
-        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in s)
-        parts.append(f'<polyline points="{coords}" fill="none" stroke="{c}" '
-                     f'stroke-width="{2 if p in ("causal", "async") else 1}"/>')
-        parts.append(f'<text x="{w - pad - 60}" y="{pad + 14 * i}" fill="{c}">{p}</text>')
-    parts.append("</svg>")
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
-    return path
+        svg.polyline([(sx(x), sy(y)) for x, y in s], stroke=c,
+                     width=2 if p in ("causal", "async") else 1)
+        svg.text(w - pad - 60, pad + 14 * i, p, fill=c)
+    return svg.save(path)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
