@@ -84,9 +84,20 @@ def test_no_op_cases():
                          (100, 1.0)]:
         out = truncate_logits(logits, temp, top_k, top_p)
         assert torch.equal(out, logits), (top_k, top_p)
+    # Nothing to truncate: the logits themselves come back (no copy on the hot path).
+    assert truncate_logits(logits, temp, None, 1.0) is logits
+    assert truncate_logits(logits, temp, None, None) is logits
     # top_k = V - 1 removes exactly the smallest entry of each row.
     out = truncate_logits(logits, temp, 6, None)
     assert torch.equal(torch.isinf(out), logits == logits.min(-1, keepdim=True).values)
+
+
+def test_top_p_one_keeps_tiny_probabilities():
+    # With top_k set, top_p = 1 must still keep every top-k token, even those whose mass is
+    # below float32 resolution (the cumulative mass before them rounds to 1.0).
+    logits = torch.tensor([[0.0, -20.0, -25.0, -30.0, -40.0, -50.0]])
+    assert kept(truncate_logits(logits, t1(), 5, 1.0)[0]) == [0, 1, 2, 3, 4]
+    assert kept(truncate_logits(logits, t1(), 5, 0.999)[0]) == [0]
 
 
 def test_temperature_applies_before_top_p():
@@ -155,7 +166,8 @@ def test_argument_checks():
     check_top_k_top_p(None, None)
     check_top_k_top_p(1, 1.0)
     for bad in [(0, None), (2.0, None), (None, 0.0), (None, 1.5), (None, -0.1)]:
-        with pytest.raises(ValueError):
+        name, value = ("top_k", bad[0]) if bad[0] is not None else ("top_p", bad[1])
+        with pytest.raises(ValueError, match=f"{name} must be .*got {value!r}$"):
             check_top_k_top_p(*bad)
 
 
