@@ -61,10 +61,13 @@ def update(drafter, rows, start):
 
 def draft(drafter, anchors, positions, k):
     b = len(anchors)
-    blk = drafter.draft(torch.tensor(anchors), torch.tensor(positions), k, torch.zeros(b),
+    blk = drafter.draft(torch.tensor(anchors, dtype=torch.int64),
+                        torch.tensor(positions, dtype=torch.int64), k, torch.zeros(b),
                         torch.arange(b), torch.ones(b, dtype=torch.int64))
     assert blk.draft_logits is None and blk.draft_tokens.shape == (b, k)
     assert (blk.draft_tokens >= 0).all()
+    assert blk.num_valid.dtype == torch.int64
+    assert ((0 <= blk.num_valid) & (blk.num_valid <= k)).all()
     return [blk.draft_tokens[i, : int(blk.num_valid[i])].tolist() for i in range(b)]
 
 
@@ -97,6 +100,9 @@ KNOWN = {
     "anchor_counts": ([3, 6, 8, 0, 3, 6], 3, [8, 0, 3]),
     # Only one token: no earlier history at all.
     "single": ([4], 2, []),
+    # Shorter than max_ngram: the shorter n-grams are still tried.
+    "short": ([5, 5], 2, [5]),
+    "short3": ([6, 2, 6], 3, [2, 6]),
 }
 
 
@@ -161,6 +167,33 @@ def test_ngram_random_histories_match_the_rule(max_n, min_n):
         want = [ref_ngram(s, k, max_n, min_n) for s in seqs]
         assert got == want
         assert sum(map(len, want)) > 0 and sum(1 for w in want if not w) > 0
+
+
+def test_ngram_update_at_capacity():
+    """A row whose history exactly fills the buffer while another row's update is wider: the
+    padding of the wider update never lands in the full row."""
+    d = NgramDrafter()
+    d.reset(2, torch.device("cpu"))
+    rng = random.Random(3)
+    hist = [[rng.randrange(6) for _ in range(60)], []]
+    update(d, hist, [0, 0])
+    new = [[1, 2, 3, 4], [rng.randrange(6) for _ in range(8)]]
+    update(d, new, [60, 0])                           # row 0 reaches 64 tokens, no growth
+    hist = [h + n for h, n in zip(hist, new)]
+    anchors = [rng.randrange(6), rng.randrange(6)]
+    got = draft(d, anchors, [64, 8], 5)
+    assert got == [ref_ngram(h + [a], 5) for h, a in zip(hist, anchors)]
+    # The last committed tokens of row 0 are what the 3-gram "3 4 anchor" is made of.
+    assert propose([hist[0] + [anchors[0]]], 5) == got[:1]
+
+
+def test_ngram_empty_batch():
+    d = NgramDrafter()
+    d.reset(0, torch.device("cpu"))
+    d.update(ContextUpdate(torch.zeros((0, 3), dtype=torch.int64),
+                           torch.zeros(0, dtype=torch.int64),
+                           torch.zeros((0, 3), dtype=torch.int64)))
+    assert draft(d, [], [], 3) == []
 
 
 def test_ngram_max_draft_and_bad_args():
