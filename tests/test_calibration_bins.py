@@ -186,3 +186,43 @@ def test_fit_sts_equals_exhaustive_reference(bins):
     got = cal.fit_sts(z, y, m, grid=grid, bins=bins, exhaustive=True)
     assert got.tolist() == pytest.approx(ref_sts(z, y, m, grid, bins), rel=1e-12)
     assert float(got[2]) == 1.0
+
+
+def test_float32_and_bool_inputs_are_computed_in_float64():
+    g = torch.Generator().manual_seed(4)
+    pred = torch.rand(20_000, generator=g)                      # float32
+    label = torch.rand(20_000, generator=g) < pred              # bool
+    p64, y64 = pred.double().tolist(), label.tolist()
+    assert cal.ece(pred, label) == pytest.approx(ref_ece(p64, y64), abs=1e-12)
+    assert cal.brier(pred, label) == pytest.approx(
+        sum((p - y) ** 2 for p, y in zip(p64, y64)) / len(p64), abs=1e-12)
+    assert cal.ece(pred, label.long()) == cal.ece(pred, label)
+    # position_metrics of float32 confidences: the cumulative product in float64 too.
+    c = torch.rand(5000, 2, generator=g)
+    y = torch.ones(5000, 2, dtype=torch.bool)
+    got = cal.position_metrics(c, y)[1]
+    a = (c.double()[:, 0] * c.double()[:, 1]).tolist()
+    assert got["mean_pred"] == pytest.approx(sum(a) / len(a), abs=1e-12)
+    assert got["brier"] == pytest.approx(sum((x - 1) ** 2 for x in a) / len(a), abs=1e-12)
+
+
+def test_reliability_bins_empty_and_single():
+    rel = cal.position_metrics(torch.tensor([[0.1], [0.2], [0.5]], dtype=torch.float64),
+                               torch.tensor([[1], [0], [1]]), bins=4)[0]
+    assert rel["reliability"]["count"] == [2, 0, 1, 0]
+    assert rel["reliability"]["mean_pred"] == pytest.approx([0.15, None, 0.5, None])
+    assert rel["reliability"]["observed"] == [0.5, None, 1.0, None]
+    # bins reach the ECE too
+    assert rel["ece"] == pytest.approx(ref_ece([0.1, 0.2, 0.5], [1, 0, 1], 4), abs=1e-12)
+    assert rel["ece"] != pytest.approx(ref_ece([0.1, 0.2, 0.5], [1, 0, 1], 20), abs=1e-6)
+    # A position never verified: every metric undefined, no reliability bins.
+    never = cal.position_metrics(torch.full((3, 2), 0.5), torch.ones(3, 2, dtype=torch.bool),
+                                 torch.tensor([[True, False]] * 3))[1]
+    assert never["n"] == 0 and never["reliability"] is None and never["ece"] is None
+
+
+def test_prefix_survival_and_shapes():
+    c = torch.rand(2, 3, 4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(cal.prefix_survival(c), torch.cumprod(c, dim=2))
+    with pytest.raises(ValueError, match=r"confidence must be 2-D \[N, K\], got shape \(4,\)"):
+        cal.position_metrics(torch.rand(4), torch.ones(4, dtype=torch.bool))
