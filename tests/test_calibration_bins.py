@@ -226,3 +226,36 @@ def test_prefix_survival_and_shapes():
     assert torch.equal(cal.prefix_survival(c), torch.cumprod(c, dim=2))
     with pytest.raises(ValueError, match=r"confidence must be 2-D \[N, K\], got shape \(4,\)"):
         cal.position_metrics(torch.rand(4), torch.ones(4, dtype=torch.bool))
+
+
+def test_input_errors_say_what_is_wrong():
+    z = torch.zeros(3, 2)
+    y = torch.ones(3, 2, dtype=torch.bool)
+    with pytest.raises(ValueError,
+                       match=r"^confidence_logits must be 2-D \[N, K\], got shape \(3,\)$"):
+        cal.fit_sts(torch.zeros(3), y)
+    with pytest.raises(ValueError, match=r"^valid must have the shape of confidence_logits "
+                                         r"\(3, 2\), got \(3, 1\)$"):
+        cal.fit_sts(z, y, torch.ones(3, 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"^survived must have the shape of confidence_logits "
+                                         r"\(3, 2\), got \(2, 2\)$"):
+        cal.fit_sts(z, y[:2])
+    with pytest.raises(ValueError, match="^confidence_logits must be finite at every valid "
+                                         "position$"):
+        cal.fit_sts(torch.tensor([[0.0, float("inf")]]), torch.ones(1, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"^temperatures must be 1-D \[K\] with K = 2, got "
+                                         r"shape \(3,\)$"):
+        cal.apply_sts(torch.zeros(4, 3, 2), torch.ones(3))
+    with pytest.raises(ValueError, match="^temperatures must be > 0$"):
+        cal.apply_sts(z, torch.tensor([1.0, -1.0]))
+    for grid in ([], [[1.0]], [1.0, 0.0]):
+        with pytest.raises(ValueError, match="^grid must be a non-empty 1-D sequence of "
+                                             "positive temperatures$"):
+            cal.fit_sts(z, y, grid=grid)
+    # apply_sts on 3-D logits and integer logits: K is the last dimension, float result.
+    t = torch.tensor([1.0, 2.0])
+    assert torch.allclose(cal.apply_sts(torch.ones(4, 3, 2), t),
+                          torch.sigmoid(torch.tensor([1.0, 0.5])).expand(4, 3, 2))
+    out = cal.apply_sts(torch.tensor([[2, 4]]), t)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, torch.sigmoid(torch.tensor([[2.0, 2.0]])))
