@@ -256,6 +256,10 @@ def test_input_errors_say_what_is_wrong():
     t = torch.tensor([1.0, 2.0])
     assert torch.allclose(cal.apply_sts(torch.ones(4, 3, 2), t),
                           torch.sigmoid(torch.tensor([1.0, 0.5])).expand(4, 3, 2))
-    out = cal.apply_sts(torch.tensor([[2, 4]]), t)
+    out = cal.apply_sts(torch.tensor([[2, 4]]), torch.tensor([0.5, 2.0]))
     assert out.dtype == torch.float32
-    assert torch.allclose(out, torch.sigmoid(torch.tensor([[2.0, 2.0]])))
+    assert torch.allclose(out, torch.sigmoid(torch.tensor([[4.0, 2.0]])))
+    # Temperatures in the logits' precision (a float64 fit applied to float64 logits).
+    z64 = torch.tensor([[0.7, -1.3]], dtype=torch.float64)
+    assert torch.equal(cal.apply_sts(z64, [1.1, 0.3]),
+                       torch.sigmoid(z64 / torch.tensor([1.1, 0.3], dtype=torch.float64)))
