@@ -114,32 +114,107 @@ def test_hooks_equal_output_hidden_states(target):
                                    rtol=1e-5)
 
 
-def test_dspark_context_after_rounds_equals_recompute(target):
-    """After several rounds with rejections, the drafter's cached context K/V equals what a
-    fresh drafter computes from the committed sequence's target features."""
-    drafter = make_dspark_for(target, block_size=4, seed=5)
+class ContextSnapshots:
+    """Delegates to a DSparkDrafter and keeps, per request, its cached context K/V: taken
+    when the request leaves the batch (before select_rows compacts the cache) and at the end.
+    At every compaction, the rows that stay must hold what they held before it."""
+
+    def __init__(self, inner, single_token_request=None, oracle_request=None, target=None):
+        self.inner = inner
+        self.single = single_token_request  # this request verifies no draft (1 token / round)
+        # This request (run at T = 0) drafts the target's greedy continuation: all accepted.
+        self.oracle, self.target = oracle_request, target
+        self.compactions = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def reset(self, b, device):
+        self.ids, self.final = list(range(b)), {}
+        self.tokens = {r: [] for r in range(b)}
+        self.inner.reset(b, device)
+
+    def update(self, ctx):
+        for i, rid in enumerate(self.ids):
+            self.tokens[rid] += ctx.tokens[i, : int(ctx.lengths[i])].tolist()
+        self.inner.update(ctx)
+
+    def draft(self, anchor, pos, k, temperature, seed, offset):
+        blk = self.inner.draft(anchor, pos, k, temperature, seed, offset)
+        if self.oracle in self.ids:
+            i = self.ids.index(self.oracle)
+            seq = torch.tensor([self.tokens[self.oracle] + [int(anchor[i])]])
+            for _ in range(k):
+                seq = torch.cat([seq, self.target(seq).logits[:, -1:].argmax(-1)], 1)
+            tokens = blk.draft_tokens.clone()
+            tokens[i] = seq[0, -k:]
+            blk = blk._replace(draft_tokens=tokens)
+        if self.single in self.ids:
+            valid = torch.full((len(self.ids),), k, dtype=torch.int64)
+            valid[self.ids.index(self.single)] = 0
+            blk = blk._replace(num_valid=valid)
+        return blk
+
+    def rows(self):
+        cache = self.inner.cache
+        layers = [cache.context(i) for i in range(self.inner.config.num_hidden_layers)]
+        out = []
+        for row in range(len(self.ids)):
+            n = int(cache.lengths[row])
+            out.append([(k[row, :, :n].clone(), v[row, :, :n].clone()) for k, v in layers])
+        return out
+
+    def select_rows(self, rows):
+        before = self.rows()
+        kept = rows.tolist()
+        for old, rid in enumerate(self.ids):
+            if old not in kept:
+                self.final[rid] = before[old]
+        self.inner.select_rows(rows)
+        self.ids = [self.ids[r] for r in kept]
+        self.compactions += 1
+        for new, old in enumerate(kept):           # compaction moves rows, changes nothing
+            for (k0, v0), (k1, v1) in zip(before[old], self.rows()[new]):
+                assert torch.equal(k0, k1) and torch.equal(v0, v1)
+
+    def finish(self):
+        for rid, state in zip(self.ids, self.rows()):
+            self.final[rid] = state
+        return self.final
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 5, 6])
+def test_dspark_context_after_rounds_equals_recompute(target, seed):
+    """After several rounds with rejections, each request's cached context K/V (taken when it
+    leaves the batch, or at the end) equals what a fresh drafter computes from that request's
+    committed sequence's target features, whichever round each request finishes in."""
+    # Request 0 gains one token per round (11 rounds); request 1 (greedy, drafting the
+    # target's own continuation) five (3 rounds); request 2 samples with real rejections.
+    drafter = ContextSnapshots(make_dspark_for(target, block_size=4, seed=5),
+                               single_token_request=0, oracle_request=1, target=target)
     dec = SpeculativeDecoder(target, drafter, gamma=4)
-    prompts = [[3, 4, 5, 6, 7, 8], [9, 10, 11]]
-    out = dec.generate(prompts, max_new_tokens=12, temperature=1.0, seed=3)
-    assert int((out.stats.accepted() < out.stats.verified()).sum()) > 0  # rejections happened
-    # Decoding stops before the last emitted token is fed to the target: the committed context
-    # is the prompt plus all but the last new token.
-    seqs = [p + t[:-1] for p, t in zip(prompts, out.new_tokens)]
-    fresh = make_dspark_for(target, block_size=4, seed=5)
-    fresh.reset(len(seqs), torch.device("cpu"))
+    prompts = [[3, 4, 5, 6, 7, 8], [9, 10, 11], [12, 13, 14, 15]]
+    out = dec.generate(prompts, max_new_tokens=12, temperature=torch.tensor([1.0, 0.0, 1.0]),
+                       seed=seed)
+    final = drafter.finish()
+    assert sorted(final) == [0, 1, 2]
+    st = out.stats
+    assert st.num_rounds == 11 and drafter.compactions >= 1
+    assert [len(r.rows) for r in st.rounds][:3] == [3, 3, 3] and len(st.rounds[3].rows) < 3
+    assert int((st.accepted() < st.verified()).sum()) > 0                # rejections happened
     ht = HFTarget(target)
-    n = max(len(s) for s in seqs)
-    toks = torch.tensor([s + [0] * (n - len(s)) for s in seqs])
-    lens = torch.tensor([len(s) for s in seqs])
-    ht.reset(len(seqs), fresh.target_layer_ids)
-    feats = ht.prefill(toks, lens).features
-    fresh.update(ContextUpdate(toks, lens, torch.arange(n)[None].expand(len(seqs), n), feats))
-    for layer in range(fresh.config.num_hidden_layers):
-        k_new, v_new = fresh.cache.context(layer)
-        k_old, v_old = drafter.cache.context(layer)
-        for row, length in enumerate(lens.tolist()):
-            assert int(drafter.cache.lengths[row]) == length
-            torch.testing.assert_close(k_old[row, :, :length], k_new[row, :, :length],
-                                       atol=1e-4, rtol=1e-4)
-            torch.testing.assert_close(v_old[row, :, :length], v_new[row, :, :length],
-                                       atol=1e-4, rtol=1e-4)
+    for rid, prompt in enumerate(prompts):
+        # Decoding stops before the last emitted token is fed to the target: the committed
+        # context is the prompt plus all but the last new token.
+        seq = prompt + out.new_tokens[rid][:-1]
+        fresh = make_dspark_for(target, block_size=4, seed=5)
+        fresh.reset(1, torch.device("cpu"))
+        ht.reset(1, fresh.target_layer_ids)
+        toks, lens = torch.tensor([seq]), torch.tensor([len(seq)])
+        feats = ht.prefill(toks, lens).features
+        fresh.update(ContextUpdate(toks, lens, torch.arange(len(seq))[None], feats))
+        assert [k.shape[1] for k, _ in final[rid]] == [len(seq)] * len(final[rid]), rid
+        for layer, (k_old, v_old) in enumerate(final[rid]):
+            k_new, v_new = fresh.cache.context(layer)
+            torch.testing.assert_close(k_old, k_new[0, :, :len(seq)], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(v_old, v_new[0, :, :len(seq)], atol=1e-4, rtol=1e-4)

@@ -44,6 +44,10 @@ class ModelDrafter:
         self._processed = torch.zeros(batch_size, dtype=torch.int64, device=device)
 
     def update(self, ctx: ContextUpdate) -> None:
+        # Padding may hold any value (ContextUpdate); the model must only see valid ids.
+        pad = (torch.arange(ctx.tokens.shape[1], device=ctx.tokens.device)[None, :]
+               >= ctx.lengths[:, None])
+        ctx = ctx._replace(tokens=ctx.tokens.masked_fill(pad, 0))
         if self._fresh:  # the prompts
             self.lm.prefill(ctx.tokens, ctx.lengths)
             self._fresh = False

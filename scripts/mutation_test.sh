@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Mutation testing of the Python layer with mutmut (issue 21). Not part of CI: run it by hand
+# after changing a module or its tests, then kill (new test) or justify (bench/RESULTS.md)
+# every surviving mutant.
+#
+#   pip install mutmut==3.8.1
+#   bash scripts/mutation_test.sh                 # the modules below, against their fast tests
+#   MODULES="dspark_ext/decoding/warp.py" TESTS="tests/test_truncated_law.py" \
+#       bash scripts/mutation_test.sh             # one module
+#
+# It works in a scratch copy ($MUT_DIR, default /tmp/dspark_mutation): the package (with
+# the built _C extension: build it first), the tests and a generated setup.cfg; the work tree
+# is never touched. Results: `cd $MUT_DIR && mutmut results` (survivors), `mutmut show NAME`.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+MUT_DIR="${MUT_DIR:-/tmp/dspark_mutation}"
+MODULES="${MODULES:-dspark_ext/decoding/warp.py dspark_ext/drafters/ngram.py dspark_ext/calibration.py}"
+TESTS="${TESTS:-tests/test_truncated_law.py tests/test_drafter_proposals.py tests/test_calibration_bins.py tests/test_calibration.py}"
+# Fork-per-mutant isolation and torch's thread pools do not mix: one thread.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+ls "$ROOT"/dspark_ext/_C*.so >/dev/null 2>&1 || { echo "build dspark_ext first (_C missing)"; exit 1; }
+rm -rf "$MUT_DIR"
+mkdir -p "$MUT_DIR"
+cp -r "$ROOT/dspark_ext" "$ROOT/tests" "$ROOT/pyproject.toml" "$MUT_DIR/"
+find "$MUT_DIR" -name __pycache__ -prune -exec rm -rf {} +
+{
+  echo "[mutmut]"
+  echo "source_paths = dspark_ext"
+  echo "only_mutate ="
+  for m in $MODULES; do echo "    $m"; done
+  echo "pytest_add_cli_args_test_selection ="
+  for t in $TESTS; do echo "    $t"; done
+  echo "also_copy ="
+  echo "    tests"
+  for so in "$ROOT"/dspark_ext/_C*.so; do echo "    dspark_ext/$(basename "$so")"; done
+  echo "pytest_add_cli_args = -p no:cacheprovider -q"
+} > "$MUT_DIR/setup.cfg"
+cd "$MUT_DIR"
+mutmut run --max-children "${MUT_JOBS:-2}" || true
+mutmut results > results.txt || true
+python3 - <<'PY'
+import collections, re
+counts = collections.Counter()
+for line in open("results.txt"):
+    m = re.match(r"\s*(\S+): (.+)$", line)
+    if m:
+        counts[m.group(2).strip()] += 1
+print(dict(counts))
+PY
+echo "survivors and their diffs: cd $MUT_DIR && mutmut results && mutmut show <name>"
