@@ -123,7 +123,7 @@ setup(
     python_requires=">=3.10",
     install_requires=["torch>=2.6", "numpy"],
     # Optional: Hugging Face targets, DSpark checkpoints and plots (the core ops need none).
-    extras_require={"hf": ["transformers>=5.23", "safetensors"], "plot": ["matplotlib"]},
+    extras_require={"hf": ["transformers>=5.17", "safetensors"], "plot": ["matplotlib"]},
     entry_points={
         "console_scripts": ["dspark-train = dspark_ext.train.__main__:main",
                             "dspark-eval = dspark_ext.eval.__main__:main"],

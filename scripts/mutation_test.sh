@@ -14,7 +14,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 MUT_DIR="${MUT_DIR:-/tmp/dspark_mutation}"
-MODULES="${MODULES:-dspark_ext/decoding/warp.py dspark_ext/drafters/ngram.py dspark_ext/calibration.py}"
+MODULES="${MODULES:-dspark_ext/decoding/warp.py dspark_ext/drafters/ngram.py dspark_ext/calibration/metrics.py dspark_ext/calibration/sts.py}"
 TESTS="${TESTS:-tests/test_truncated_law.py tests/test_drafter_proposals.py tests/test_calibration_bins.py tests/test_calibration.py}"
 # Fork-per-mutant isolation and torch's thread pools do not mix: one thread.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1

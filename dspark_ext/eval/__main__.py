@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import torch
 
-from ..train.__main__ import load_tokenizer
+from ..train.__main__ import cli_tokenizer
 from .prompts import load_prompts
 from .report import format_table, write_report
 from .runner import SWEEP, EvalConfig, run_eval
@@ -73,7 +73,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     target = AutoModelForCausalLM.from_pretrained(args.target, dtype=dtype).to(device).eval()
-    tokenizer = load_tokenizer(args.tokenizer, args.target, args.prompts)
+    tokenizer = cli_tokenizer(args.tokenizer, args.target, args.prompts)
     prompts = load_prompts(args.prompts, tokenizer, args.max_prompts, args.max_prompt_tokens)
     eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else None
     if eos is None:  # int, list of ints or None

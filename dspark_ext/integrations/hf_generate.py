@@ -51,12 +51,12 @@ def _check_supported(logits_processor, stopping_criteria, cfg) -> None:
             raise NotImplementedError(f"dspark_ext.hf.generate does not return {flag}")
 
 
-def _decoder(model, drafter, gamma, verify, length_policy) -> SpeculativeDecoder:
+def _decoder(model, drafter, gamma, method, length_policy) -> SpeculativeDecoder:
     # One adapter per (model, drafter) pair, so repeated calls reuse its hooks and buffers.
     key = (id(model), id(drafter))
     held = _DECODERS.get(key)
     if held is None or held[0] is not model or held[1] is not drafter:
-        dec = SpeculativeDecoder(model, drafter, gamma=gamma, method=verify,
+        dec = SpeculativeDecoder(model, drafter, gamma=gamma, method=method,
                                  length_policy=length_policy)
         _DECODERS.clear()
         _DECODERS[key] = (model, drafter, dec)
@@ -66,12 +66,14 @@ def _decoder(model, drafter, gamma, verify, length_policy) -> SpeculativeDecoder
 
 def generate(model, input_ids, logits_processor=None, stopping_criteria=None,
              generation_config=None, synced_gpus: bool = False, *, drafter=None,
-             gamma: Optional[int] = None, verify: str = "token", length_policy=None,
+             gamma: Optional[int] = None, method: Optional[str] = None,
+             verify: Optional[str] = None, length_policy=None,
              seed: Optional[int] = None,
              on_tokens: Optional[Callable[[Dict[int, List[int]]], None]] = None,
              **model_kwargs):
     """The ``custom_generate`` callable. ``drafter``: any dspark_ext drafter (required).
-    ``gamma``: draft tokens per round. ``verify``: "token" (default), "block" or "greedy".
+    ``gamma``: draft tokens per round. ``method`` (older name ``verify``): "token" (default),
+    "block" or "greedy".
     ``length_policy``: a dspark_ext policy (FixedLength by default). ``seed``: Philox seed
     (row b uses seed + b; None draws a fresh one)."""
     if drafter is None:
@@ -92,10 +94,13 @@ def generate(model, input_ids, logits_processor=None, stopping_criteria=None,
     pad = None if pad is None else int(torch.as_tensor(pad).flatten()[0])
     top_k = cfg.top_k if cfg.do_sample and cfg.top_k not in (None, 0) else None
     top_p = cfg.top_p if cfg.do_sample and cfg.top_p not in (None, 1.0) else None
-    dec = _decoder(model, drafter, gamma, verify, length_policy or FixedLength())
+    if method is not None and verify is not None and method != verify:
+        raise ValueError(f"pass the verification method once: method={method!r}, verify={verify!r}")
+    method = method or verify or "token"
+    dec = _decoder(model, drafter, gamma, method, length_policy or FixedLength())
     out = dec.generate(input_ids, mask, max_new_tokens=max(max_new, 0),
                        temperature=temperature, seed=seed, eos_token_id=eos,
-                       pad_token_id=pad, verify=verify, gamma=gamma, top_k=top_k, top_p=top_p,
+                       pad_token_id=pad, method=method, gamma=gamma, top_k=top_k, top_p=top_p,
                        stream=on_tokens)
     sequences = out.sequences.to(input_ids.device)
     if cfg.return_dict_in_generate:

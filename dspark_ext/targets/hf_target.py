@@ -1,4 +1,4 @@
-"""Target adapter for Hugging Face causal LMs (transformers >= 5.23; Qwen3, Llama and other
+"""Target adapter for Hugging Face causal LMs (transformers >= 5.17; Qwen3, Llama and other
 decoder-only models with ``model.model.layers``), on CPU and CUDA, in any dtype.
 
 Only public transformers API is used: a ``DynamicCache``, explicit ``position_ids``, a 2-D
@@ -123,7 +123,7 @@ class HFTarget:
         keep = int(used.nonzero().max()) + 1 if bool(used.any()) else 0
         if keep < self._valid.shape[1]:
             # A negative argument removes that many trailing slots (the form every
-            # transformers >= 5.23 accepts; 5.24 rejects positive lengths).
+            # transformers >= 5.17 accepts; 5.24 rejects positive lengths).
             self.cache.crop(keep - self._valid.shape[1])
             self._valid = self._valid[:, :keep]
 

@@ -96,7 +96,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def load_tokenizer(name: Optional[str], target: str, files: List[str]):
+def cli_tokenizer(name: Optional[str], target: str, files: List[str]):
     """``name`` (default: the target's) -- or None when ``name`` is not given and every file
     is pre-tokenised (transformers would otherwise build an empty default tokenizer for a
     directory without tokenizer files, whose EOS and size are meaningless)."""
@@ -187,7 +187,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if dtype is None:
         dtype = torch.bfloat16 if info.device.type == "cuda" else torch.float32
     target_model = AutoModelForCausalLM.from_pretrained(args.target, dtype=dtype).to(info.device)
-    tokenizer = load_tokenizer(args.tokenizer, args.target, args.data)
+    tokenizer = cli_tokenizer(args.tokenizer, args.target, args.data)
     examples = _examples(args, tokenizer, target_model, info)
     drafter = build_drafter(args, target_model, tokenizer).to(info.device)
     target = OnlineTarget(target_model, drafter.target_layer_ids)
