@@ -10,9 +10,9 @@ names) and a :class:`DSparkConfig`:
 * every layer: x += o(attention(q = block, keys/values = [ctx ; block])) with q/k RMS-normed
   per head and rotated at their positions, every query seeing every key; x += mlp(norm(x));
 * hidden = norm(x), base logits = lm_head(hidden);
-* the Markov head and the confidence head through :func:`dspark_ext.reference_markov.markov_sample`
+* the Markov head and the confidence head through :func:`dspark_ext.reference.markov.markov_sample`
   (DSpark), or independent per-position draws of the base logits with the draft stream of
-  :mod:`dspark_ext.sampling` (DFlash), drawn by :func:`dspark_ext.reference.rejection_sample`.
+  :mod:`dspark_ext.ops.sampling` (DFlash), drawn by :func:`dspark_ext.reference.rejection_sample`.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@
   ``save_pretrained``, ``init_from_target`` and the training step ``teacher_forced``;
 * :func:`block_attention_mask` -- the training forward's attention mask.
 
-The float64 ground truth of the tests is :mod:`dspark_ext.reference_drafter`.
+The float64 ground truth of the tests is :mod:`dspark_ext.reference.drafter`.
 """
 from .config import DSparkConfig
 from .context_cache import ContextKVCache
