@@ -60,5 +60,7 @@ class _AliasFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def install() -> None:
+    # First on the path: an alias's parent is the new package, whose __path__ the default
+    # finder would otherwise search, loading a second copy of the submodule under the old name.
     if not any(isinstance(f, _AliasFinder) for f in sys.meta_path):
-        sys.meta_path.append(_AliasFinder())
+        sys.meta_path.insert(0, _AliasFinder())

@@ -43,7 +43,7 @@ from .inputs import (check_offsets, check_token_ids, per_row_seed, per_row_tempe
 from .observers import RoundObserver, StatsRecorder
 from .policies import FixedLength
 from .stats import GenerationStats
-from .verification import METHODS, first_token, verify_cap, verify_drafts
+from .verification import first_token, resolve_method, verify_cap, verify_drafts
 from .warp import check_top_k_top_p
 
 __all__ = ["GenerationOutput", "SpeculativeDecoder", "as_target"]
@@ -78,16 +78,6 @@ class _Call:
     observers: List[RoundObserver]
 
 
-def _method(method: Optional[str], verify: Optional[str], default: str) -> str:
-    if method is not None and verify is not None and method != verify:
-        raise ValueError(f"pass the verification method once: method={method!r} and its older "
-                         f"name verify={verify!r} disagree")
-    m = method or verify or default
-    if m not in METHODS:
-        raise ValueError(f"method (verify) must be one of {METHODS}, got {m!r}")
-    return m
-
-
 class SpeculativeDecoder:
     """Lossless speculative decoding of ``target`` with ``drafter``.
 
@@ -106,7 +96,7 @@ class SpeculativeDecoder:
         self.target = as_target(target)
         self.drafter = drafter
         self.gamma = gamma
-        self.method = _method(method, verify, "token")
+        self.method = resolve_method(method, verify, "token")
         self.length_policy = length_policy
         self._check_pair()
 
@@ -167,7 +157,7 @@ class SpeculativeDecoder:
         observers: more :class:`~dspark_ext.decoding.observers.RoundObserver` objects,
         called once per round.
         """
-        method = _method(method, verify, self.method)
+        method = resolve_method(method, verify, self.method)
         check_top_k_top_p(top_k, top_p)
         if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")

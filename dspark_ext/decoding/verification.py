@@ -16,6 +16,17 @@ from .warp import truncate_logits
 METHODS = ("greedy", "token", "block")
 
 
+def resolve_method(method: Optional[str], verify: Optional[str], default: str) -> str:
+    """The verification method from ``method`` or its older name ``verify`` (design §13)."""
+    if method is not None and verify is not None and method != verify:
+        raise ValueError(f"pass the verification method once: method={method!r} and its older "
+                         f"name verify={verify!r} disagree")
+    m = method or verify or default
+    if m not in METHODS:
+        raise ValueError(f"method (verify) must be one of {METHODS}, got {m!r}")
+    return m
+
+
 def first_token(logits: Tensor, temperature: Tensor, seed: Tensor, top_k: Optional[int],
                 top_p: Optional[float]) -> Tensor:
     """The first anchor: one token per row from the target's logits after the prompt [B, V],

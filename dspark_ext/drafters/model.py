@@ -60,9 +60,7 @@ class ModelDrafter:
         width = int(rest.max()) if rest.numel() else 0
         col = torch.arange(width, device=rest.device)[None, :]
         idx = (kept[:, None] + col).clamp(max=max(ctx.tokens.shape[1] - 1, 0))
-        pending = ctx.tokens.gather(1, idx) if width else ctx.tokens[:, :0]
-        # Padding may hold any value (the protocol): the draft model only sees valid ids.
-        self._pending = torch.where(col < rest[:, None], pending, torch.zeros_like(pending))
+        self._pending = ctx.tokens.gather(1, idx) if width else ctx.tokens[:, :0]
         self._pending_len = rest
         self._processed = torch.zeros_like(rest)
 

@@ -22,6 +22,7 @@ import torch
 
 from ..decoding.decoder import SpeculativeDecoder
 from ..decoding.policies import FixedLength
+from ..decoding.verification import resolve_method
 
 # Processors the decoder reproduces exactly (by what generation_config says), and stopping
 # criteria it implements itself (max length, EOS).
@@ -94,9 +95,7 @@ def generate(model, input_ids, logits_processor=None, stopping_criteria=None,
     pad = None if pad is None else int(torch.as_tensor(pad).flatten()[0])
     top_k = cfg.top_k if cfg.do_sample and cfg.top_k not in (None, 0) else None
     top_p = cfg.top_p if cfg.do_sample and cfg.top_p not in (None, 1.0) else None
-    if method is not None and verify is not None and method != verify:
-        raise ValueError(f"pass the verification method once: method={method!r}, verify={verify!r}")
-    method = method or verify or "token"
+    method = resolve_method(method, verify, "token")
     dec = _decoder(model, drafter, gamma, method, length_policy or FixedLength())
     out = dec.generate(input_ids, mask, max_new_tokens=max(max_new, 0),
                        temperature=temperature, seed=seed, eos_token_id=eos,
