@@ -156,6 +156,7 @@ class ContextSnapshots:
         return blk
 
     def rows(self):
+        self.inner.flush_context()  # the last update is otherwise folded into the next draft
         cache = self.inner.cache
         layers = [cache.context(i) for i in range(self.inner.config.num_hidden_layers)]
         out = []
@@ -213,6 +214,7 @@ def test_dspark_context_after_rounds_equals_recompute(target, seed):
         toks, lens = torch.tensor([seq]), torch.tensor([len(seq)])
         feats = ht.prefill(toks, lens).features
         fresh.update(ContextUpdate(toks, lens, torch.arange(len(seq))[None], feats))
+        fresh.flush_context()
         assert [k.shape[1] for k, _ in final[rid]] == [len(seq)] * len(final[rid]), rid
         for layer, (k_old, v_old) in enumerate(final[rid]):
             k_new, v_new = fresh.cache.context(layer)

@@ -4,7 +4,9 @@ drafter; neither knows the other's internals, both are reached through their pro
 
 A round, for every request still running (:meth:`SpeculativeDecoder._round`):
 
-1. the drafter proposes gamma tokens after the anchor (the last committed token);
+1. the drafter proposes gamma tokens after the anchor (the last committed token), unless
+   the length policy says that no draft would pay this round (``draft_this_round``, the
+   scheduler's skip rule): the round is then a plain target step over the anchor;
 2. the length policy picks ``num_draft`` per row (at most the cap of :func:`verify_cap`);
 3. the target scores ``[anchor, drafts]`` in one forward;
 4. the verification op accepts a prefix and samples the correction/bonus token;
@@ -32,7 +34,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ..drafters.base import ContextUpdate, Drafter
+from ..drafters.base import ContextUpdate, DraftBlock, Drafter
 from ..profiling import PhaseTimer, phase
 from ..targets.adapt import as_target
 from ..targets.base import check_target_layer_ids
@@ -76,6 +78,11 @@ class _Call:
     top_p: Optional[float]
     emitter: Emitter
     observers: List[RoundObserver]
+
+    def drafts(self, rows: int) -> bool:
+        """Whether this round drafts: a policy may say that no draft would pay (design §6)."""
+        ask = getattr(self.policy, "draft_this_round", None)
+        return True if ask is None else bool(ask(rows))
 
 
 class SpeculativeDecoder:
@@ -237,13 +244,21 @@ class SpeculativeDecoder:
         with phase("bookkeeping"):
             pos = target.lengths()
             room = torch.tensor(call.emitter.room(s.rows), dtype=torch.int64, device=dev)
-        with phase("draft"):
-            block = drafter.draft(s.anchor, pos, call.gamma, s.temperature, s.seed, offset)
-        with phase("bookkeeping"):
-            num_draft = call.policy(block, verify_cap(block, room, call.gamma)).to(torch.int64)
-            width = int(num_draft.max()) + 1                           # host sync: the width
-            drafts = block.draft_tokens[:, : width - 1].clamp(min=0)
-            block_in = torch.cat([s.anchor[:, None], drafts], dim=1)
+            drafting = call.drafts(len(s))
+        if drafting:
+            with phase("draft"):
+                block = drafter.draft(s.anchor, pos, call.gamma, s.temperature, s.seed, offset)
+            with phase("bookkeeping"):
+                num_draft = call.policy(block, verify_cap(block, room, call.gamma)).to(
+                    torch.int64)
+                width = int(num_draft.max()) + 1                       # host sync: the width
+                drafts = block.draft_tokens[:, : width - 1].clamp(min=0)
+                block_in = torch.cat([s.anchor[:, None], drafts], dim=1)
+        else:  # the policy expects no draft to pay: a plain target step (design §6)
+            with phase("bookkeeping"):
+                block = DraftBlock(s.anchor.new_zeros((len(s), 0)))
+                num_draft = torch.zeros_like(s.anchor)
+                width, drafts, block_in = 1, block.draft_tokens, s.anchor[:, None]
         with phase("target_forward"):
             step = target.forward(block_in, num_draft + 1)
         with phase("verify_op"):
@@ -262,7 +277,7 @@ class SpeculativeDecoder:
             # from this round's forward.
             block_pos = pos[:, None] + torch.arange(width, device=dev)[None, :]
             drafter.update(ContextUpdate(block_in, res.accepted + 1, block_pos, step.features,
-                                         accepted=res.accepted))
+                                         accepted=res.accepted if drafting else None))
         return done
 
     @staticmethod

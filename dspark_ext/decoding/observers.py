@@ -25,7 +25,7 @@ class RoundObserver(Protocol):
                  result: VerifyResult, block: DraftBlock) -> None:
         """rows: request indices (host) of the round's rows; num_draft: drafts verified per
         row (device); accepted: drafts accepted per row (host); result: the verdict;
-        block: the drafter's proposals."""
+        block: the drafter's proposals (width 0 when the round skipped drafting)."""
 
 
 class StatsRecorder:
@@ -40,4 +40,5 @@ class StatsRecorder:
         flags[:, : result.accept_flags.shape[1]] = result.accept_flags.cpu()
         conf = block.confidence_logits
         self.stats.rounds.append(RoundStats(rows.clone(), num_draft.cpu(), accepted, flags,
-                                            None if conf is None else conf.float().cpu()))
+                                            None if conf is None else conf.float().cpu(),
+                                            drafted=block.draft_tokens.shape[1] > 0))

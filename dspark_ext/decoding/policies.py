@@ -77,11 +77,18 @@ class StaticThreshold:
 
 class Scheduled:
     """The prefix scheduler over ``sps`` (an :class:`SPSProfile`, or a table indexed by batch
-    tokens), with STS ``temperatures`` [K] applied to the confidence logits."""
+    tokens), with STS ``temperatures`` [K] applied to the confidence logits.
+
+    ``draft_time`` (seconds of one draft call, a constant or a function of the rows) turns on
+    the skip rule (:class:`~dspark_ext.scheduler.DraftGate`): a round drafts only when the
+    confidences of the last drafted round say that a drafted round, drafter included, beats
+    a plain target step; otherwise the decoder runs plain steps, probing again every
+    ``probe_every`` rounds (doubling while it keeps losing). Without it every round drafts."""
 
     def __init__(self, sps: Union["_sched.SPSProfile", Tensor],
                  temperatures: Optional[Sequence[float]] = None, mode: str = "causal",
-                 max_batch_tokens: Optional[int] = None):
+                 max_batch_tokens: Optional[int] = None,
+                 draft_time: Optional["_sched.DraftTime"] = None, probe_every: int = 4):
         if mode not in ("causal", "async"):
             raise ValueError(f"mode must be 'causal' or 'async', got {mode!r}")
         self.sps = sps
@@ -91,9 +98,16 @@ class Scheduled:
             temperatures, dtype=torch.float32)
         self._tables: dict = {}
         self._async: Optional[_sched.AsyncScheduler] = None
+        self.gate = None if draft_time is None else _sched.DraftGate(draft_time, probe_every)
 
     def reset(self) -> None:
         self._async = None
+        if self.gate is not None:
+            self.gate.reset()
+
+    def draft_this_round(self, rows: int) -> bool:
+        """Asked by the decoder before each round (see the class docstring)."""
+        return True if self.gate is None else self.gate.draft_this_round(rows)
 
     def _table(self, rows: int, k: int, device: torch.device) -> Tensor:
         if isinstance(self.sps, Tensor):
@@ -109,6 +123,8 @@ class Scheduled:
     def __call__(self, block: DraftBlock, max_len: Tensor) -> Tensor:
         c = _confidences(block, self.temperatures, "Scheduled").to(torch.float64)
         table = self._table(c.shape[0], c.shape[1], c.device)
+        if self.gate is not None:
+            self.gate.observe(c, table, max_len)
         if self.mode == "causal":
             return _sched.schedule_causal(c, table, max_len,
                                           max_batch_tokens=self.max_batch_tokens).lengths

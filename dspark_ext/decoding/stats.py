@@ -22,6 +22,7 @@ class RoundStats:
     accepted: Tensor
     flags: Tensor
     confidence_logits: Optional[Tensor] = None
+    drafted: bool = True  # False: the round skipped drafting (a plain target step)
 
 
 class GenerationStats:
@@ -70,12 +71,16 @@ class GenerationStats:
         """``(confidence_logits [N, K], survived [N, K], valid [N, K])`` over every
         (request, round): survived = draft k accepted, valid = draft k verified; exactly what
         :func:`dspark_ext.fit_sts` and :func:`calibration.calibration_report` take."""
-        if any(r.confidence_logits is None for r in self.rounds):
+        drafted = [r for r in self.rounds if r.drafted]  # skipped rounds have no confidences
+        if any(r.confidence_logits is None for r in drafted):
             raise ValueError("the drafter has no confidence head: no confidence logits")
-        z = self._cat("confidence_logits").float()
+        if not drafted:
+            empty = torch.zeros((0, self.gamma), dtype=torch.bool)
+            return torch.zeros((0, self.gamma)), empty, empty
+        z = torch.cat([r.confidence_logits for r in drafted]).float()
         k = torch.arange(self.gamma)[None, :]
-        survived = k < self.accepted()[:, None]
-        valid = k < self.verified()[:, None]
+        survived = k < torch.cat([r.accepted for r in drafted])[:, None]
+        valid = k < torch.cat([r.verified for r in drafted])[:, None]
         return z, survived, valid
 
     def conditional_acceptance(self) -> Tensor:

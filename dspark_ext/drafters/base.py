@@ -40,8 +40,9 @@ class ContextUpdate(NamedTuple):
     features:  [B, n, F] or None: the target's hidden states of the drafter's
                ``target_layer_ids``, concatenated in that order (F = len(ids) * hidden size),
                for each new token; None when the drafter asks for none.
-    accepted:  int64 [B] or None. None: no draft precedes these tokens (the prompts after
-               ``reset``). Otherwise the update follows a ``draft`` call: row b accepted
+    accepted:  int64 [B] or None. None: no draft call precedes these tokens (the prompts
+               after ``reset``, or a round in which the decoder skipped drafting and ran a
+               plain target step: ``tokens[b, 0]`` is then that round's anchor). Otherwise the update follows a ``draft`` call: row b accepted
                ``accepted[b]`` of its drafts, ``tokens[b, 0]`` is that call's anchor and
                ``tokens[b, 1:lengths[b]]`` its first ``accepted[b]`` drafts
                (``lengths = accepted + 1``).
@@ -67,6 +68,19 @@ def kept_draft_state(processed: Tensor, accepted: Optional[Tensor]) -> Tensor:
     if accepted is None:
         return torch.zeros_like(processed)
     return torch.minimum(processed, accepted.to(processed) + 1)
+
+
+def append_ragged(a: Tensor, a_len: Tensor, b: Tensor, b_len: Tensor):
+    """Row-wise concatenation of two right-padded batches: row r of the result holds
+    ``a[r, :a_len[r]]`` then ``b[r, :b_len[r]]`` (right-padded; the padding repeats valid
+    entries). ``a``/``b`` [B, n_a | n_b, ...]; returns ``(c [B, n_a + n_b, ...], a_len + b_len)``.
+    For drafters that receive two updates with no draft call between them (a skipped round)."""
+    na, n = a.shape[1], a.shape[1] + b.shape[1]
+    both = torch.cat([a, b], dim=1)
+    j = torch.arange(n, device=a_len.device)[None, :]
+    src = torch.where(j < a_len[:, None], j, na + j - a_len[:, None]).clamp(0, max(n - 1, 0))
+    index = src.view(src.shape + (1,) * (both.dim() - 2)).expand(both.shape)
+    return both.gather(1, index), a_len + b_len
 
 
 class DraftBlock(NamedTuple):

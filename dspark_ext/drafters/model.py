@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..ops.sampling import sample_draft
 from ..targets.adapt import as_target
-from .base import ContextUpdate, DraftBlock, kept_draft_state
+from .base import ContextUpdate, DraftBlock, append_ragged, kept_draft_state
 
 
 class ModelDrafter:
@@ -60,8 +60,10 @@ class ModelDrafter:
         width = int(rest.max()) if rest.numel() else 0
         col = torch.arange(width, device=rest.device)[None, :]
         idx = (kept[:, None] + col).clamp(max=max(ctx.tokens.shape[1] - 1, 0))
-        self._pending = ctx.tokens.gather(1, idx) if width else ctx.tokens[:, :0]
-        self._pending_len = rest
+        fresh = ctx.tokens.gather(1, idx) if width else ctx.tokens[:, :0]
+        # No draft since the last update (a skipped round): its pending tokens stay first.
+        self._pending, self._pending_len = append_ragged(self._pending, self._pending_len,
+                                                         fresh, rest)
         self._processed = torch.zeros_like(rest)
 
     def draft(self, anchor: Tensor, anchor_position: Tensor, gamma: int,

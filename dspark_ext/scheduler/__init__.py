@@ -20,6 +20,8 @@ smaller j first, then smaller r).
   step's confidences (paper Appendix A: it leaks the draft token that the next confidence
   depends on into the admission decision); it exists to compute capacities and as a test's
   negative control.
+* :class:`DraftGate` -- the skip rule: before a round, whether drafting can pay at all once
+  the drafter's own time is counted (otherwise the round is a plain target step).
 * Baselines: :func:`fixed_length`, :func:`static_threshold`; :func:`expected_throughput`
   scores any lengths with the same objective.
 
@@ -35,6 +37,7 @@ host synchronisation when every input is already a tensor on the device) and ret
 from ..ops.schedule import (ScheduleResult, schedule_capacity, schedule_causal, schedule_global,
                             schedule_prefix)
 from .async_scheduler import AsyncScheduler
+from .draft_gate import DraftGate, DraftTime
 from .objective import expected_throughput, fixed_length, static_threshold
 from .sps import SPSProfile
 
@@ -46,6 +49,8 @@ __all__ = [
     "schedule_global",
     "schedule_capacity",
     "AsyncScheduler",
+    "DraftGate",
+    "DraftTime",
     "fixed_length",
     "static_threshold",
     "expected_throughput",

@@ -7,22 +7,36 @@ and kept here. Rows hold different numbers of tokens: row b's keys are slots
 row's length are kept finite (zeros or stale values) so that masked attention over them never
 meets a NaN.
 
-The decode path also *borrows* slots ``[lengths[b], lengths[b] + block)`` for the draft block's
-own K/V (see :meth:`write_block`): attention then reads one contiguous key range per row with
-no concatenation copy of the context. The block is never committed (lengths do not move), so
-there is nothing to roll back; the next ``append`` overwrites those slots.
+A decode step (:meth:`plan`, :meth:`write`, :meth:`commit`) writes the newly committed
+tokens' K/V and *borrows* the slots right after them for the draft block's own K/V, in one
+scatter per layer: attention then reads one contiguous key range per row with no
+concatenation copy of the context. The block is never committed (lengths move past the new
+context only), so there is nothing to roll back; the next step overwrites those slots.
 
 Capacity grows geometrically; growth is the only place a host value is needed (one ``max``
 of the lengths per append).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["ContextKVCache"]
+__all__ = ["ContextKVCache", "StepPlan"]
+
+
+class StepPlan(NamedTuple):
+    """Where one decode step writes (:meth:`ContextKVCache.plan`): ``index`` int64 [B, n + K],
+    the slot of each [new context ; block] token of every row; ``span`` the key range the
+    block attends over; ``mask`` bool [B, 1, 1, span]; ``lengths`` / ``max_length`` the
+    rows' context lengths once the step is committed."""
+
+    index: Tensor
+    span: int
+    mask: Tensor
+    lengths: Tensor
+    max_length: int
 
 _MIN_CAPACITY = 64
 
@@ -93,25 +107,42 @@ class ContextKVCache:
         self.lengths = new_lengths
         self.max_length = new_max
 
-    def write_block(self, layer: int, keys: Tensor, values: Tensor) -> Tuple[Tensor, Tensor]:
-        """Write a draft block's K/V [B, Hkv, K, D] into the free slots after each row's context
-        and return the layer's keys/values over ``[0, max_length + K)`` (views, no copy)."""
-        k = keys.shape[2]
-        span = self.max_length + k
-        keys, values = keys.to(self.keys.dtype), values.to(self.values.dtype)
-        slots = self.lengths[:, None] + torch.arange(k, device=keys.device)[None, :]
-        index = slots[:, None, :, None].expand_as(keys)
-        layer_k, layer_v = self.keys[layer], self.values[layer]
-        layer_k.scatter_(2, index, keys)
-        layer_v.scatter_(2, index, values)
-        return layer_k[:, :, :span], layer_v[:, :, :span]
+    def plan(self, counts: Tensor, n: int, block: int) -> StepPlan:
+        """Plan a decode step that appends ``counts[b]`` of ``n`` new context tokens to row b and
+        borrows ``block`` slots right after them (design §7).
 
-    def block_mask(self, block: int) -> Tensor:
-        """Boolean [B, 1, 1, max_length + block]: row b attends to its context and its block."""
-        span = self.max_length + block
-        limit = self.lengths + block
-        return (torch.arange(span, device=self.lengths.device)[None, :]
-                < limit[:, None])[:, None, None, :]
+        Row b's new token j goes to slot ``lengths[b] + j`` when ``j < counts[b]``; a padding
+        entry goes past the block (``lengths[b] + j + block``), where the mask never looks;
+        block slot k goes to ``lengths[b] + counts[b] + k``. Every row's writes are thus a
+        permutation of ``[lengths[b], lengths[b] + n + block)``: one scatter per layer writes
+        context and block together, and no write lands on a live slot."""
+        new_lengths = self.lengths + counts
+        new_max = int(new_lengths.max()) if new_lengths.numel() else 0  # host read: the span
+        self.reserve(max(self.max_length + n, new_max) + max(block, self.reserve_tail))
+        base, cnt = self.lengths[:, None], counts[:, None]
+        j = torch.arange(n, device=base.device)[None, :]
+        k = torch.arange(block, device=base.device)[None, :]
+        ctx_slots = torch.where(j < cnt, base + j, base + j + block)
+        index = torch.cat([ctx_slots, base + cnt + k], dim=1)
+        span = new_max + block
+        mask = (torch.arange(span, device=base.device)[None, :]
+                < (new_lengths + block)[:, None])[:, None, None, :]
+        return StepPlan(index, span, mask, new_lengths, new_max)
+
+    def write(self, layer: int, plan: StepPlan, keys: Tensor,
+              values: Tensor) -> Tuple[Tensor, Tensor]:
+        """Scatter layer ``layer``'s new keys/values [B, Hkv, n + K, D] to ``plan.index`` and
+        return the layer's keys/values over ``[0, plan.span)`` (views, no copy)."""
+        index = plan.index[:, None, :, None].expand(-1, keys.shape[1], -1, keys.shape[3])
+        layer_k, layer_v = self.keys[layer], self.values[layer]
+        layer_k.scatter_(2, index, keys.to(layer_k.dtype))
+        layer_v.scatter_(2, index, values.to(layer_v.dtype))
+        return layer_k[:, :, :plan.span], layer_v[:, :, :plan.span]
+
+    def commit(self, plan: StepPlan) -> None:
+        """The step's context tokens are now part of each row (its block slots are not)."""
+        self.lengths = plan.lengths
+        self.max_length = plan.max_length
 
     def select_rows(self, rows: Tensor) -> None:
         """Keep only the rows at ``rows`` (int64 indices, in that order)."""

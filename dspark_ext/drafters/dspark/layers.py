@@ -13,18 +13,22 @@ every projection and normalisation.
 """
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import DSparkConfig
+from .fused import FusedLinear
 
 __all__ = ["RMSNorm", "RotaryEmbedding", "DSparkAttention", "SwiGLUMLP", "DSparkDecoderLayer",
            "attend", "apply_rotary"]
 
 KVJoin = Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]
+# The decode path's store: the new keys/values [B, Hkv, S, D] of [context ; block] in, the
+# layer's whole key/value sequence out (see ContextKVCache.write).
+KVStore = Callable[[Tensor, Tensor], Tuple[Tensor, Tensor]]
 
 _ACT = {"silu": F.silu, "relu": F.relu, "gelu": F.gelu,
         "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh")}
@@ -118,6 +122,7 @@ class DSparkAttention(nn.Module):
         self.o_proj = nn.Linear(self.num_heads * hd, d, bias=bias)
         self.q_norm = RMSNorm(hd, config.rms_norm_eps)
         self.k_norm = RMSNorm(hd, config.rms_norm_eps)
+        self._qkv = FusedLinear()
 
     def _heads(self, x: Tensor, n: int) -> Tensor:
         b, s, _ = x.shape
@@ -128,6 +133,25 @@ class DSparkAttention(nn.Module):
         k = self.k_norm(self._heads(self.k_proj(x), self.num_kv_heads)).transpose(1, 2)
         v = self._heads(self.v_proj(x), self.num_kv_heads).transpose(1, 2)
         return apply_rotary(k, cos, sin), v
+
+    def decode(self, seq: Tensor, n_ctx: int, cos: Tensor, sin: Tensor, store: KVStore,
+               mask: Tensor) -> Tensor:
+        """The decode step: ``seq`` [B, n_ctx + Q, d] is [new context ; normed block]. One fused
+        Q/K/V GEMM over all of it; queries of the block only; the new keys/values go to
+        ``store``. The same numbers as :meth:`key_values` + :meth:`forward`, one pass."""
+        b, s, _ = seq.shape
+        h, hkv, hd = self.num_heads, self.num_kv_heads, self.head_dim
+        w, bias = self._qkv.get([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight],
+                                [self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        qkv = F.linear(seq, w, bias)
+        q = qkv[:, n_ctx:, : h * hd].view(b, s - n_ctx, h, hd)
+        k = qkv[:, :, h * hd: (h + hkv) * hd].view(b, s, hkv, hd)
+        v = qkv[:, :, (h + hkv) * hd:].view(b, s, hkv, hd)
+        q = apply_rotary(self.q_norm(q).transpose(1, 2), cos[:, n_ctx:], sin[:, n_ctx:])
+        k = apply_rotary(self.k_norm(k).transpose(1, 2), cos, sin)
+        keys, values = store(k, v.transpose(1, 2))
+        out = attend(q, keys, values, mask, self.scale)  # [B, H, Q, D]
+        return self.o_proj(out.transpose(1, 2).reshape(b, s - n_ctx, h * hd))
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, join: KVJoin, mask: Tensor) -> Tensor:
         q = self.q_norm(self._heads(self.q_proj(x), self.num_heads)).transpose(1, 2)
@@ -148,9 +172,16 @@ class SwiGLUMLP(nn.Module):
         self.up_proj = nn.Linear(d, m, bias=False)
         self.down_proj = nn.Linear(m, d, bias=False)
         self.act = _ACT[config.hidden_act]
+        self._gate_up = FusedLinear()
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+    def decode(self, x: Tensor) -> Tensor:
+        """:meth:`forward` with gate and up in one GEMM."""
+        w, _ = self._gate_up.get([self.gate_proj.weight, self.up_proj.weight], [None, None])
+        gate, up = F.linear(x, w).chunk(2, dim=-1)
+        return self.down_proj(self.act(gate) * up)
 
 
 class DSparkDecoderLayer(nn.Module):
@@ -171,3 +202,14 @@ class DSparkDecoderLayer(nn.Module):
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, join: KVJoin, mask: Tensor) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, join, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
+
+    def decode(self, x: Tensor, ctx: Optional[Tensor], cos: Tensor, sin: Tensor,
+               store: KVStore, mask: Tensor) -> Tensor:
+        """One decode step of block ``x`` [B, Q, d] with the newly committed context ``ctx``
+        [B, n, d] (projected, not normed by this layer: its K/V are the context's, as in
+        :meth:`context_key_values`) or None; cos/sin cover [context ; block]."""
+        h = self.input_layernorm(x)
+        n = 0 if ctx is None else ctx.shape[1]
+        seq = h if ctx is None else torch.cat([ctx.to(h.dtype), h], dim=1)
+        x = x + self.self_attn.decode(seq, n, cos, sin, store, mask)
+        return x + self.mlp.decode(self.post_attention_layernorm(x))

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ...ops.markov import markov_sample
 from ...profiling import phase
 from ...ops.sampling import sample_draft
-from ..base import ContextUpdate, DraftBlock
+from ..base import ContextUpdate, DraftBlock, append_ragged
 from .config import DSparkConfig
 from .context_cache import ContextKVCache
 from .heads import ConfidenceHead, MarkovHead
@@ -75,6 +75,9 @@ class DSparkDrafter(nn.Module):
             self.to(dtype=dtype)
         self.cache = ContextKVCache(config.num_hidden_layers, config.num_key_value_heads,
                                     config.head_dim, reserve_tail=config.block_size)
+        # (features, counts, positions) of the last update, applied by the next draft.
+        self._pending = None
+        self._steps: Optional[Tensor] = None
 
     # ------------------------------------------------------------------ protocol attributes
     @property
@@ -178,6 +181,7 @@ class DSparkDrafter(nn.Module):
             raise ValueError(f"reset(device={device}) but the drafter's weights are on "
                              f"{self.device}; move the drafter first (.to(device))")
         self.cache.reset(int(batch_size), self.device, self.dtype)
+        self._pending = None
 
     def _require_cache(self) -> None:
         if self.cache.lengths is None:
@@ -185,7 +189,9 @@ class DSparkDrafter(nn.Module):
 
     @torch.no_grad()
     def update(self, ctx: ContextUpdate) -> None:
-        """Append the newly committed tokens' context K/V (rows ragged, 0 new tokens allowed)."""
+        """Take the newly committed tokens (rows ragged, 0 new tokens allowed). Their context
+        K/V are computed by the next :meth:`draft`, in the same pass as the block (one pass
+        over the layers per round); :meth:`flush_context` computes them now."""
         self._require_cache()
         batch = self.cache.batch_size
         if ctx.features is None:
@@ -201,18 +207,45 @@ class DSparkDrafter(nn.Module):
         if tuple(positions.shape) != (batch, n):
             raise ValueError(f"ContextUpdate.positions must be [B, n] = [{batch}, {n}], got "
                              f"shape {tuple(positions.shape)}")
+        if feats.shape[-1] != self.config.feature_size:
+            raise ValueError(
+                f"features must have F = len(target_layer_ids) * hidden_size = "
+                f"{self.config.feature_size} channels, got shape {tuple(feats.shape)}")
         if n == 0:
             return
-        c = self.project_context(feats.to(self.device))
-        cos, sin = self.rotary_emb(positions.to(self.device), c.dtype)
+        counts = lengths.clamp(0, n)
+        # Padding entries may hold anything; zeros keep every cached slot finite.
+        live = torch.arange(n, device=counts.device)[None, :] < counts[:, None]
+        feats = feats.to(self.device).masked_fill(~live[:, :, None], 0)
+        positions = positions.to(self.device)
+        if self._pending is not None:  # two updates with no draft between (a skipped round)
+            old_feats, old_counts, old_pos = self._pending
+            feats, _ = append_ragged(old_feats, old_counts, feats, counts)
+            positions, counts = append_ragged(old_pos, old_counts, positions, counts)
+        self._pending = (feats, counts, positions)
+
+    @torch.no_grad()
+    def flush_context(self) -> None:
+        """Append the pending context tokens' K/V to the cache now (a separate pass; decoding
+        folds this into :meth:`draft`). Call it before inspecting ``cache``."""
+        self._require_cache()
+        if self._pending is None:
+            return
+        feats, counts, positions = self._pending
+        self._pending = None
+        c = self.project_context(feats)
+        cos, sin = self.rotary_emb(positions, c.dtype)
         kvs = [layer.context_key_values(c, cos, sin) for layer in self.layers]
         self.cache.append(torch.stack([k for k, _ in kvs]), torch.stack([v for _, v in kvs]),
-                          lengths.clamp(0, n))
+                          counts)
 
     @torch.no_grad()
     def draft(self, anchor: Tensor, anchor_position: Tensor, gamma: int,
               temperature: Tensor, seed: Tensor, offset: Tensor) -> DraftBlock:
-        """Propose ``gamma`` (1..block_size) tokens after ``anchor`` for every row."""
+        """Propose ``gamma`` (1..block_size) tokens after ``anchor`` for every row. The context
+        tokens of the last :meth:`update` and the block go through the layers together: one
+        fused Q/K/V GEMM per layer over [new context ; block], one scatter of their K/V into
+        the cache, attention and MLP for the block only."""
         self._require_cache()
         block = self.config.block_size
         if isinstance(gamma, bool) or not isinstance(gamma, int) \
@@ -226,15 +259,32 @@ class DSparkDrafter(nn.Module):
         _check_vector("seed", seed, batch, torch.int64, device)
         _check_vector("offset", offset, batch, torch.int64, device)
 
-        cache = self.cache
-        cache.reserve(cache.max_length + block)
         x = self.embed_tokens(self.block_input_ids(anchor, block))
-        positions = anchor_position[:, None] + torch.arange(block, device=device)[None, :]
-        joins = [lambda k, v, i=i: cache.write_block(i, k, v) for i in range(len(self.layers))]
-        hidden = self.run_layers(x, positions, joins, cache.block_mask(block))
-        hidden = hidden[:, :gamma].contiguous()
+        block_pos = anchor_position[:, None] + self._block_steps(block, device)
+        if self._pending is not None:
+            feats, counts, ctx_pos = self._pending
+            self._pending = None
+            ctx = self.project_context(feats)
+            positions = torch.cat([ctx_pos, block_pos], dim=1)
+        else:
+            ctx, counts, positions = None, torch.zeros_like(anchor), block_pos
+        cache = self.cache
+        plan = cache.plan(counts, 0 if ctx is None else ctx.shape[1], block)
+        cos, sin = self.rotary_emb(positions, x.dtype)
+        for i, layer in enumerate(self.layers):
+            x = layer.decode(x, ctx, cos, sin,
+                             lambda k, v, i=i: cache.write(i, plan, k, v), plan.mask)
+        cache.commit(plan)
+        hidden = self.norm(x[:, :gamma])
         base = self.lm_head(hidden)
         return self._sample(base, hidden, anchor, temperature, seed, offset)
+
+    def _block_steps(self, block: int, device) -> Tensor:
+        """arange(block) [1, block], made once per device (it never changes)."""
+        steps = self._steps
+        if steps is None or steps.device != device or steps.shape[1] != block:
+            steps = self._steps = torch.arange(block, device=device)[None, :]
+        return steps
 
     def _sample(self, base: Tensor, hidden: Tensor, anchor: Tensor, temperature: Tensor,
                 seed: Tensor, offset: Tensor) -> DraftBlock:
@@ -263,6 +313,9 @@ class DSparkDrafter(nn.Module):
         if not isinstance(rows, Tensor) or rows.dim() != 1:
             raise ValueError("rows must be a 1-D int64 tensor of row indices")
         self.cache.select_rows(rows)
+        if self._pending is not None:
+            idx = rows.to(device=self.device, dtype=torch.int64)
+            self._pending = tuple(t.index_select(0, idx) for t in self._pending)
 
     # ------------------------------------------------------------------ training
     def teacher_forced(self, features: Tensor, input_ids: Tensor, anchors: Tensor,
