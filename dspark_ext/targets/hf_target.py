@@ -48,6 +48,7 @@ class HFTarget:
         self._capture = LayerCapture(model, [])
         self.cache = None
         self._valid: Optional[Tensor] = None   # bool [B, S]: slot holds a live token
+        self._holes: Optional[bool] = None     # some slot not live (None: not known yet)
         self._length: Optional[Tensor] = None  # int64 [B]: live tokens per row
 
     @property
@@ -68,12 +69,15 @@ class HFTarget:
         except TypeError:  # older signature
             self.cache = self._cache_cls()
         self._valid = torch.zeros((batch_size, 0), dtype=torch.bool, device=self.device)
+        self._holes = None
         self._length = torch.zeros(batch_size, dtype=torch.int64, device=self.device)
 
-    def _call(self, tokens: Tensor, mask: Tensor, positions: Tensor, keep_last: int = 0):
+    def _call(self, tokens: Tensor, mask: Optional[Tensor], positions: Tensor,
+              keep_last: int = 0):
         kwargs = {self._cache_kw: self.cache}
         with torch.no_grad():
-            out = self.model(input_ids=tokens, attention_mask=mask.long(),
+            out = self.model(input_ids=tokens,
+                             attention_mask=None if mask is None else mask.long(),
                              position_ids=positions, use_cache=True, logits_to_keep=keep_last,
                              **kwargs)
         return out.logits
@@ -96,16 +100,25 @@ class HFTarget:
             feats = feats.gather(1, idx[:, :, None].expand(-1, -1, feats.shape[-1]))
         self._valid = live
         self._length = lengths.clone()
+        self._holes = None
         return TargetStep(logits, feats)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> TargetStep:
         n = tokens.shape[1]
         col = torch.arange(n, device=tokens.device)[None, :]
         positions = self._length[:, None] + col
-        mask = torch.cat([self._valid, torch.ones_like(tokens, dtype=torch.bool)], dim=1)
+        # Without holes (always so at batch 1: rejected slots are cropped) the model's own
+        # causal mask is the right one, and transformers builds none for a 1-token step;
+        # a 2-D mask would cost a [B, 1, n, S] mask per forward.
+        holes = self._holes
+        if holes is None:
+            holes = self._holes = not bool(self._valid.all())  # host read, once per round
+        mask = None if not holes else torch.cat(
+            [self._valid, torch.ones_like(tokens, dtype=torch.bool)], dim=1)
         logits = self._call(tokens, mask, positions)
         self._valid = torch.cat([self._valid, col < lengths[:, None]], dim=1)
         self._length = self._length + lengths
+        self._holes = None
         return TargetStep(logits, self._capture.features())
 
     def lengths(self) -> Tensor:
@@ -118,6 +131,7 @@ class HFTarget:
         self._crop()
 
     def _crop(self) -> None:
+        self._holes = None
         used = self._valid.any(0)
         # One host read per call: how many trailing slots no row uses any more.
         keep = int(used.nonzero().max()) + 1 if bool(used.any()) else 0
