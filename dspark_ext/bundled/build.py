@@ -4,6 +4,7 @@
     python -m dspark_ext.bundled.build data    --work build/default
     python -m dspark_ext.bundled.build regen   --work build/default
     python -m dspark_ext.bundled.build sts     --work build/default --drafter dspark
+    python -m dspark_ext.bundled.build calibrate --work build/default  (see .calibrate)
     python -m dspark_ext.bundled.build install --work build/default
 
 ``seed`` starts a work folder from the installed artefacts instead of training the tokenizer
@@ -184,7 +185,7 @@ def install(work: str, dest: str = PACKAGE_MODELS) -> None:
         ckpt, dst = final_checkpoint(os.path.join(work, name)), os.path.join(dest, name)
         shutil.rmtree(dst, ignore_errors=True)
         DSparkDrafter.from_pretrained(ckpt, dtype=torch.bfloat16).save_pretrained(dst)
-        for extra in ("sts.json", "trainer.json"):
+        for extra in ("sts.json", "calibration.json", "trainer.json"):
             if os.path.isfile(os.path.join(ckpt, extra)):
                 shutil.copy(os.path.join(ckpt, extra), dst)
     shutil.copy(os.path.join(work, "data", "heldout_prompts.jsonl"), dest)
@@ -202,7 +203,7 @@ def install(work: str, dest: str = PACKAGE_MODELS) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dspark_ext.bundled.build")
-    ap.add_argument("stage", choices=["seed", "data", "regen", "sts", "install"])
+    ap.add_argument("stage", choices=["seed", "data", "regen", "sts", "calibrate", "install"])
     ap.add_argument("--work", default="build/default")
     # Only DSpark has a confidence head to calibrate.
     ap.add_argument("--drafter", default="dspark", choices=["dspark"])
@@ -221,6 +222,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         regenerate_data(a.work, per_file=a.per_file, new_tokens=a.new_tokens)
     elif a.stage == "sts":
         fit_sts_file(a.work, a.drafter)
+    elif a.stage == "calibrate":
+        from .calibrate import calibrate_file
+        calibrate_file(a.work, a.drafter)
     else:
         install(a.work, a.dest)
     return 0
