@@ -5,7 +5,8 @@
 # target's own continuations (PER_FILE prompts per training file, greedy and T = 1), then
 # train DSpark and DFlash from the bundled weights (--init) on the same data, the same steps
 # and the same lower-peak warm-up + cosine, side by side on ONE core (CORE), each resumable
-# from its last checkpoint. Then STS fit and install as in build_default.sh.
+# from its last checkpoint. Then the STS fit, the per-temperature calibration (build calibrate)
+# and install.
 #   CORE=1 STEPS=700 bash scripts/continue_bundled.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,5 +38,6 @@ train dflash --dflash & p2=$!
 wait "$p1"; wait "$p2"
 if [ "${FIT:-1}" = 1 ]; then
   run -m dspark_ext.bundled.build sts --work "$W" --drafter dspark
+  run -m dspark_ext.bundled.build calibrate --work "$W" >>"$W/calibrate.log" 2>&1
   run -m dspark_ext.bundled.build install --work "$W"
 fi
