@@ -1,11 +1,16 @@
 """Stages of ``scripts/build_default.sh`` that are not a training run:
 
+    python -m dspark_ext.bundled.build seed    --work build/default
     python -m dspark_ext.bundled.build data    --work build/default
     python -m dspark_ext.bundled.build regen   --work build/default
     python -m dspark_ext.bundled.build sts     --work build/default --drafter dspark
+    python -m dspark_ext.bundled.build calibrate --work build/default  (see .calibrate)
     python -m dspark_ext.bundled.build install --work build/default
 
-``data`` writes the drafters' training windows (the target's own training stream) and the
+``seed`` starts a work folder from the installed artefacts instead of training the tokenizer
+and LMs again (the bundled target, AR draft and tokenizer, the target's token streams
+re-tokenised, the bundled drafters under ``seed/`` for ``--init``), so a later build
+continues the bundled run; ``data`` writes the drafters' training windows (the target's own training stream) and the
 held-out evaluation prompts; ``regen`` has the target continue prompts cut from the training
 modules (greedy for one half, T = 1 for the other) into the drafters' later training data;
 ``sts`` fits Sequential Temperature Scaling on rounds of the
@@ -24,7 +29,7 @@ from typing import List, Optional
 
 import torch
 
-__all__ = ["final_checkpoint", "prepare_data", "regenerate_data", "fit_sts_file", "install",
+__all__ = ["final_checkpoint", "seed_from_bundled", "prepare_data", "regenerate_data", "fit_sts_file", "install",
            "main"]
 
 PACKAGE_MODELS = os.path.join(os.path.dirname(__file__), "models")
@@ -38,6 +43,45 @@ def final_checkpoint(run_dir: str) -> str:
         raise FileNotFoundError(f"{run_dir} has no finished training run (no 'latest')")
     with open(latest) as f:
         return os.path.join(run_dir, f.read().strip())
+
+
+def seed_from_bundled(work: str, src: str = PACKAGE_MODELS, corpus=None) -> None:
+    """Fill ``work`` from the installed artefacts in ``src``: ``tokenizer/``,
+    ``target/final``, ``ar_draft/final``, ``target/tokens.pt`` (the corpus re-tokenised, as
+    :func:`.lm.train_lm` caches it) and ``seed/dspark``, ``seed/dflash`` (the drafters, for
+    ``python -m dspark_ext.train --init``). Refuses a corpus whose fingerprint differs from
+    the one the bundled target was trained on; existing outputs are kept."""
+    from .corpus import collect
+    from .lm import token_stream
+    from .tokenizer import load_tokenizer
+    with open(os.path.join(src, "target", "training.json")) as f:
+        trained_on = json.load(f)["corpus"]
+    corpus = corpus if corpus is not None else collect()
+    here = corpus.fingerprint()
+    if here["sha256"] != trained_on["sha256"]:
+        raise SystemExit(f"src: the bundled target in {src} was trained on corpus "
+                         f"{trained_on['sha256'][:12]} ({trained_on['python']}), this machine "
+                         f"has {here['sha256'][:12]} ({here['python']}); rebuild from scratch")
+    tok_dir = os.path.join(work, "tokenizer")
+    if not os.path.isfile(os.path.join(tok_dir, "tokenizer.json")):
+        os.makedirs(tok_dir, exist_ok=True)
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(os.path.join(src, "target", name), tok_dir)
+    pairs = [("target", os.path.join("target", "final")),
+             ("ar_draft", os.path.join("ar_draft", "final")),
+             ("dspark", os.path.join("seed", "dspark")),
+             ("dflash", os.path.join("seed", "dflash"))]
+    for name, rel in pairs:
+        dst = os.path.join(work, rel)
+        if not os.path.isdir(dst):
+            shutil.copytree(os.path.join(src, name), dst)
+    cache = os.path.join(work, "target", "tokens.pt")
+    if not os.path.isfile(cache):
+        tok = load_tokenizer(tok_dir)
+        torch.save({"train": token_stream((corpus.read(r) for r in corpus.train), tok),
+                    "heldout": token_stream((corpus.read(r) for r in corpus.heldout), tok),
+                    "fingerprint": here}, cache)
+    print(f"seed: {work} from {src} (corpus {here['sha256'][:12]})")
 
 
 def prepare_data(work: str, seq_len: int = 512) -> None:
@@ -141,7 +185,7 @@ def install(work: str, dest: str = PACKAGE_MODELS) -> None:
         ckpt, dst = final_checkpoint(os.path.join(work, name)), os.path.join(dest, name)
         shutil.rmtree(dst, ignore_errors=True)
         DSparkDrafter.from_pretrained(ckpt, dtype=torch.bfloat16).save_pretrained(dst)
-        for extra in ("sts.json", "trainer.json"):
+        for extra in ("sts.json", "calibration.json", "trainer.json"):
             if os.path.isfile(os.path.join(ckpt, extra)):
                 shutil.copy(os.path.join(ckpt, extra), dst)
     shutil.copy(os.path.join(work, "data", "heldout_prompts.jsonl"), dest)
@@ -159,18 +203,28 @@ def install(work: str, dest: str = PACKAGE_MODELS) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dspark_ext.bundled.build")
-    ap.add_argument("stage", choices=["data", "regen", "sts", "install"])
+    ap.add_argument("stage", choices=["seed", "data", "regen", "sts", "calibrate", "install"])
     ap.add_argument("--work", default="build/default")
     # Only DSpark has a confidence head to calibrate.
     ap.add_argument("--drafter", default="dspark", choices=["dspark"])
     ap.add_argument("--dest", default=PACKAGE_MODELS)
+    ap.add_argument("--per-file", type=int, default=3, help="regen: prompts per training file")
+    ap.add_argument("--new-tokens", type=int, default=384, help="regen: continuation length")
     a = ap.parse_args(argv)
-    if a.stage == "data":
+    if a.stage == "seed":
+        seed_from_bundled(a.work)
+    elif a.stage == "data":
         prepare_data(a.work)
     elif a.stage == "regen":
-        regenerate_data(a.work)
+        if a.per_file < 1 or a.new_tokens < 1:
+            ap.error(f"--per-file and --new-tokens must be >= 1, got {a.per_file}, "
+                     f"{a.new_tokens}")
+        regenerate_data(a.work, per_file=a.per_file, new_tokens=a.new_tokens)
     elif a.stage == "sts":
         fit_sts_file(a.work, a.drafter)
+    elif a.stage == "calibrate":
+        from .calibrate import calibrate_file
+        calibrate_file(a.work, a.drafter)
     else:
         install(a.work, a.dest)
     return 0

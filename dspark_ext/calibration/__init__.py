@@ -17,13 +17,17 @@ Data layout (held-out verification rounds, N rounds of K positions):
 * ``valid`` bool [N, K]: position k was proposed and verified in that round (``num_draft > k``).
   Rows of ``valid`` must be prefixes (True then False); labels outside ``valid`` are ignored.
 
-Modules: :mod:`.sts` (fitting and applying the temperatures), :mod:`.metrics` (ECE, AUC,
+Modules: :mod:`.sts` (fitting and applying the temperatures), :mod:`.platt` (per-position
+temperature plus bias on the conditional label, fitted per decoding temperature),
+:mod:`.bootstrap` (ECE per position with a bootstrap 95% interval), :mod:`.metrics` (ECE, AUC,
 Brier per position), :mod:`.report` (before/after report).
 """
 from ..plotting import plot_reliability
+from .bootstrap import ece_with_interval
 from .metrics import ECE_BINS, auc, brier, ece, position_metrics, prefix_survival
 from .report import calibration_report, save_report
+from .platt import apply_platt, fit_platt
 from .sts import apply_sts, default_grid, fit_sts
 
 __all__ = ["ECE_BINS", "default_grid", "fit_sts", "apply_sts", "prefix_survival", "ece", "auc",
-           "brier", "position_metrics", "calibration_report", "save_report", "plot_reliability"]
+           "brier", "position_metrics", "fit_platt", "apply_platt", "ece_with_interval", "calibration_report", "save_report", "plot_reliability"]
