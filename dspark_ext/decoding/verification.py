@@ -56,5 +56,7 @@ def verify_drafts(logits: Tensor, drafts: Tensor, block: DraftBlock, num_draft: 
     if method == "greedy":
         return verify_greedy(logits, drafts, num_draft)
     q = None if block.draft_logits is None else block.draft_logits[:, : drafts.shape[1]]
+    if q is not None and q.dtype != logits.dtype:  # e.g. a bf16 drafter next to an fp32 target
+        q = q.to(logits.dtype)
     return rejection_sample(logits, drafts, q, temperature, seed, offset, num_draft,
                             method=method)
