@@ -66,6 +66,8 @@ from dspark_ext.decoding import FixedLength, Scheduled, SpeculativeDecoder, as_t
 from dspark_ext.eval.runner import EvalConfig, autoregressive, measure_sps, run_eval  # noqa
 from dspark_ext.plotting import pyplot  # noqa: E402
 
+import harness  # noqa: E402  (HF generate prompts)
+
 GAMMA = 7
 DRAFTERS = ("dspark", "dflash", "ar_draft", "ngram")
 TEMPS = (0.0, 1.0)
@@ -289,24 +291,6 @@ def part_calibration(b: Bench) -> Dict:
 
 
 # ------------------------------------------------------------------------------- part 4
-def _left_pad(batch: List[List[int]], pad: int):
-    width = max(len(r) for r in batch)
-    ids = torch.full((len(batch), width), pad, dtype=torch.int64)
-    mask = torch.zeros_like(ids)
-    for i, r in enumerate(batch):
-        ids[i, width - len(r):] = torch.tensor(r)
-        mask[i, width - len(r):] = 1
-    return ids, mask
-
-
-def _cut_eos(row: List[int], eos) -> List[int]:
-    ids = {eos} if isinstance(eos, int) else set(eos or ())
-    for i, tok in enumerate(row):
-        if tok in ids:
-            return row[:i + 1]
-    return row
-
-
 def _methods(b: Bench, t: float, batch: int, sps) -> Dict[str, tuple]:
     """name -> (run(prompts, max_new) -> new tokens per row, models whose forwards count).
     ``sps``: the target's SPS profile, for DSpark with its scheduler."""
@@ -316,12 +300,12 @@ def _methods(b: Bench, t: float, batch: int, sps) -> Dict[str, tuple]:
 
     def hf(extra):
         def run(prompts, max_new):
-            ids, mask = _left_pad(prompts, b.pad)
+            ids, mask = harness.left_pad(prompts, b.pad)
             torch.manual_seed(seed)
             out = b.model.generate(ids, attention_mask=mask, do_sample=t > 0,
                                    max_new_tokens=max_new, eos_token_id=b.eos,
                                    pad_token_id=b.pad, **sample, **extra)
-            return [_cut_eos(r, b.eos) for r in out[:, ids.shape[1]:].tolist()]
+            return [harness.cut_eos(r, b.eos) for r in out[:, ids.shape[1]:].tolist()]
         return run
 
     def ours(drafter, policy=None):

@@ -45,15 +45,23 @@ HEADLINE = dict(B=32, K=7, V=32000, dtype="fp32")
 RANK = 256
 
 
+# The bundled drafter's shape (K = 7, V = 4096, r = 128) at the batches a decoder runs one
+# request or a few at: the small-batch executor (B <= 4) and the batched one (B = 8) side by
+# side, next to their own bias GEMMs.
+SMALL_BATCH = [(b, 7, 4096, dt, 128) for dt in ("fp32", "bf16") for b in (1, 2, 4, 8)]
+
+
 def grid(mode: str, dtypes: List[str]):
+    """(B, K, V, dtype, r) cases."""
     if mode == "full":
-        return [(b, k, v, dt) for dt in dtypes for v in (32000, 151936) for k in (4, 7, 16)
-                for b in (1, 8, 32, 128)]
+        return [(b, k, v, dt, RANK) for dt in dtypes for v in (32000, 151936)
+                for k in (4, 7, 16) for b in (1, 8, 32, 128)] + SMALL_BATCH
     if mode == "quick":
-        return [(b, k, 32000, dt) for dt in dtypes for k in (4, 7, 16) for b in (1, 32)] + [
-            (8, 7, 151936, dtypes[0])]
+        return [(b, k, 32000, dt, RANK) for dt in dtypes for k in (4, 7, 16) for b in (1, 32)] \
+            + [(8, 7, 151936, dtypes[0], RANK)] + SMALL_BATCH
     if mode == "smoke":
-        return [(2, 4, 4096, "fp32"), (2, 16, 4096, "fp32")]
+        return [(2, 4, 4096, "fp32", RANK), (2, 16, 4096, "fp32", RANK),
+                (1, 7, 4096, "bf16", 128), (8, 7, 4096, "bf16", 128)]
     raise ValueError(mode)
 
 
@@ -65,11 +73,11 @@ BUDGETS = {
 }
 
 
-def make_inputs(B, K, V, dtype, device, seed=0):
+def make_inputs(B, K, V, dtype, device, seed=0, rank=RANK):
     g = torch.Generator(device="cpu").manual_seed(seed)
     base = (torch.randn(B, K, V, generator=g) * 2.0).to(dtype).to(device)
-    w1 = (torch.randn(V, RANK, generator=g) * 0.5).to(dtype).to(device)
-    w2 = (torch.randn(V, RANK, generator=g) * (2.0 / RANK ** 0.5)).to(dtype).to(device)
+    w1 = (torch.randn(V, rank, generator=g) * 0.5).to(dtype).to(device)
+    w2 = (torch.randn(V, rank, generator=g) * (2.0 / rank ** 0.5)).to(dtype).to(device)
     anchor = torch.randint(0, V, (B,), generator=g).to(device)
     temp = torch.ones(B, dtype=torch.float32, device=device)
     seeds = (torch.arange(B, dtype=torch.int64) * 7919 + 1 + seed).to(device)
@@ -94,15 +102,15 @@ def eager_loop(base, anchor, w1, w2, temp):
     return torch.stack(tokens, 1), torch.stack(logits, 1), torch.stack(lses, 1)
 
 
-def bytes_moved(B, K, V, s_item, w_item):
-    read = K * V * RANK * w_item + B * K * V * s_item + B * (8 + 4 + 8 + 8)
+def bytes_moved(B, K, V, s_item, w_item, rank=RANK):
+    read = K * V * rank * w_item + B * K * V * s_item + B * (8 + 4 + 8 + 8)
     written = B * K * V * s_item + B * K * (8 + 4)
     return {"read": read, "written": written, "total": read + written}
 
 
-def run_case(B, K, V, dt, args, device, budget, copybw, large_copy):
-    x = make_inputs(B, K, V, DTYPES[dt], device, args.seed)
-    r = {"B": B, "K": K, "V": V, "dtype": dt, "op": "markov", "r": RANK}
+def run_case(B, K, V, dt, rank, args, device, budget, copybw, large_copy):
+    x = make_inputs(B, K, V, DTYPES[dt], device, args.seed, rank)
+    r = {"B": B, "K": K, "V": V, "dtype": dt, "op": "markov", "r": rank}
 
     def native():
         return dspark_ext.markov_sample(x["base"], x["anchor"], x["w1"], x["w2"], x["temp"],
@@ -112,14 +120,14 @@ def run_case(B, K, V, dt, args, device, budget, copybw, large_copy):
     r["native_s"], times = harness.time_fn(native, device, w, reps, secs, budget.min_reps)
     r["native_min_s"] = min(times)
     r["native_per_step_s"] = r["native_s"] / K
-    nb = bytes_moved(B, K, V, x["base"].element_size(), x["w2"].element_size())
+    nb = bytes_moved(B, K, V, x["base"].element_size(), x["w2"].element_size(), rank)
     r["bytes"] = nb
     r["GBps"] = nb["total"] / r["native_s"] / 1e9
     same = copybw.measure(x["base"].numel() * x["base"].element_size() + x["w2"].numel()
                           * x["w2"].element_size())
     r["copy_same_GBps"], r["copy_large_GBps"] = same["GBps"], large_copy["GBps"]
     r["frac_copy_same"] = r["GBps"] / same["GBps"]
-    u = torch.randn(B, RANK, device=device, dtype=torch.float32)
+    u = torch.randn(B, rank, device=device, dtype=torch.float32)
     w2f = x["w2"].float()
     gemm = lambda: [u @ w2f.t() for _ in range(K)]  # noqa: E731
     r["gemm_s"], _ = harness.time_fn(gemm, device, w, reps, secs, budget.min_reps)
@@ -172,7 +180,7 @@ def targets(cases, device):
 def fmt(c):
     ms = lambda k: "-" if k not in c else f"{c[k] * 1e3:9.2f}"  # noqa: E731
     xs = lambda k: "-" if k not in c else f"{c[k]:6.1f}x"  # noqa: E731
-    return (f"B={c['B']:<4d} K={c['K']:<3d} V={c['V']:<7d} {c['dtype']:<5s} native {ms('native_s')}"
+    return (f"B={c['B']:<4d} K={c['K']:<3d} V={c['V']:<7d} r={c['r']:<4d} {c['dtype']:<5s} native {ms('native_s')}"
             f" ms  gemm {ms('gemm_s')} ms ({100 * c['gemm_share']:3.0f}%)  eager "
             f"{ms('eager_s')} ms {xs('x_eager')}  ref {ms('ref_s')} ms {xs('x_ref')}  "
             f"{c['GBps']:7.2f} GB/s ({100 * c['frac_copy_same']:3.0f}% copy)")
@@ -202,8 +210,8 @@ def main(argv=None) -> dict:
     print(f"markov_sample | {info.get('gpu', info.get('cpu_model', ''))} | threads "
           f"{torch.get_num_threads()} | mode {args.mode} | copy {large_copy['GBps']:.1f} GB/s")
     cases = []
-    for (B, K, V, dt) in grid(args.mode, args.dtype.split(",")):
-        c = run_case(B, K, V, dt, args, device, budget, copybw, large_copy)
+    for (B, K, V, dt, rank) in grid(args.mode, args.dtype.split(",")):
+        c = run_case(B, K, V, dt, rank, args, device, budget, copybw, large_copy)
         print(fmt(c), flush=True)
         cases.append(c)
     ks = k_scaling(cases)
@@ -218,7 +226,7 @@ def main(argv=None) -> dict:
                "loadavg_end": harness.loadavg()}
     path = harness.write_json(results, os.path.join(args.out, "markov_results.json"))
     print(f"wrote {path}")
-    title = f"dspark_ext markov_sample, {args.device}, mode {args.mode} (r = {RANK})"
+    title = f"dspark_ext markov_sample, {args.device}, mode {args.mode} (r = {RANK} unless shown)"
     made = harness.plot_bandwidth(cases, large_copy, os.path.join(args.out, "markov_bandwidth"),
                                   title)
     print(f"wrote {made}")

@@ -34,6 +34,31 @@ from dspark_ext.plotting import Svg, pyplot
 GIB = 1 << 30
 
 # --------------------------------------------------------------------------------------------
+# Prompts for HF generate (the decoding benchmarks' peer baseline)
+# --------------------------------------------------------------------------------------------
+
+
+def left_pad(batch: List[List[int]], pad: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Token lists -> left-padded ids [B, L] and the attention mask HF ``generate`` takes."""
+    width = max(len(r) for r in batch)
+    ids = torch.full((len(batch), width), pad, dtype=torch.int64)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(batch):
+        ids[i, width - len(r):] = torch.tensor(r)
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def cut_eos(row: List[int], eos) -> List[int]:
+    """``row`` up to and including its first token in ``eos`` (an id or ids)."""
+    ids = {eos} if isinstance(eos, int) else set(eos or ())
+    for i, tok in enumerate(row):
+        if tok in ids:
+            return row[:i + 1]
+    return row
+
+
+# --------------------------------------------------------------------------------------------
 # Device and machine
 # --------------------------------------------------------------------------------------------
 
@@ -257,9 +282,14 @@ def plot_bandwidth(cases: List[dict], large_copy: dict, path_stem: str, title: s
     ax.set_ylabel("GB/s (bytes the op must move / median time)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
+    return save_figure(plt, fig, path_stem, dpi=120)
+
+
+def save_figure(plt, fig, path_stem: str, dpi: int = 110) -> str:
+    """Lay out ``fig``, write it to ``path_stem``.png and close it; returns the path."""
     fig.tight_layout()
     path = path_stem + ".png"
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 

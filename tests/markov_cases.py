@@ -88,6 +88,18 @@ def assert_tokens_follow_keys(c, tokens, z):
                 assert t == first, (b, k, t, first, gap)
 
 
+def own_lse(c, z):
+    """float64 log-sum-exp of ``z`` [B, K, V] scaled per row as the op samples: 1 / T for
+    sampled rows, 1 for greedy ones (T = 0 or 1 / T not finite); NaN and +inf lanes are
+    masked (-inf), as the op's masked_scaled does."""
+    t = c["temperature"].double()
+    inv = torch.where(t > 0, 1.0 / t, torch.ones_like(t))
+    inv = torch.where(torch.isfinite(inv) & (t > 0), inv, torch.ones_like(t))
+    z = z.double()
+    z = torch.where(torch.isfinite(z), z, torch.full_like(z, -math.inf))
+    return torch.logsumexp(z * inv[:, None, None], dim=-1)
+
+
 def assert_close_to_reference(c, out, sampled=True):
     """native outputs vs the float64 reference teacher-forced with the native tokens
     (``sampled``: the tokens were drawn by the op, so they must follow the keys)."""
@@ -98,7 +110,12 @@ def assert_close_to_reference(c, out, sampled=True):
                                equal_nan=True)
     if sampled:
         assert_tokens_follow_keys(c, tokens, z)
-    torch.testing.assert_close(lse.double(), want.draft_lse, rtol=1e-5, atol=1e-4,
+    # draft_lse is the log-sum-exp of the op's own (rounded) z, scaled as it samples: checked
+    # tightly against that; against the reference only as closely as z itself (a lane whose
+    # float32 z_f sits on a rounding boundary of a 16-bit dtype may round one step apart).
+    torch.testing.assert_close(lse.double(), own_lse(c, z), rtol=1e-5, atol=1e-4,
+                               equal_nan=True)
+    torch.testing.assert_close(lse.double(), want.draft_lse, rtol=max(rtol, 1e-5), atol=atol,
                                equal_nan=True)
     if c["conf_weight"] is None:
         assert conf.shape == (z.shape[0], 0)

@@ -15,7 +15,10 @@ def test_smoke_run(tmp_path):
     bench_markov.main(["--smoke", "--out", str(tmp_path), "--device", "cpu"])
     with open(tmp_path / "markov_results.json") as f:
         res = json.load(f)
-    assert res["mode"] == "smoke" and len(res["cases"]) == 2
+    assert res["mode"] == "smoke" and len(res["cases"]) == 4
+    # the bundled shape at one row (small-batch executor) and eight (batched executor)
+    assert sorted((c["B"], c["r"]) for c in res["cases"] if c["dtype"] == "bf16") == [
+        (1, 128), (8, 128)]
     for c in res["cases"]:
         keys = ["native_s", "gemm_s", "eager_s", "x_eager", "GBps", "frac_copy_same"]
         keys += ["ref_s", "x_ref"] if c["K"] == 4 else []

@@ -159,7 +159,10 @@ class SpeculativeDecoder:
         "block" (default: the decoder's). top_k / top_p: truncate the target's law as
         transformers' warpers do (the output is then distributed as sampling the truncated
         law). stream: called once per round with {request index: new tokens}.
-        profile: record per-phase times in ``stats.timings``. record_stats: keep per-round
+        profile: record per-phase seconds in ``stats.timings``: ``prefill`` (the prompt on
+        both sides and the first token), then per round ``draft`` (the drafter, its context
+        update included; ``markov`` inside it apart), ``target_forward``, ``verify_op`` and
+        ``bookkeeping``. record_stats: keep per-round
         statistics in ``stats`` (host copies every round; off, ``stats`` has no rounds).
         observers: more :class:`~dspark_ext.decoding.observers.RoundObserver` objects,
         called once per round.
@@ -224,11 +227,10 @@ class SpeculativeDecoder:
         b, dev = tokens.shape[0], tokens.device
         target.reset(b, getattr(drafter, "target_layer_ids", None))
         drafter.reset(b, dev)
-        with phase("target_forward"):
+        # The prompt's cost is its own phase: the rounds' phases are per-round costs.
+        with phase("prefill"):
             first = target.prefill(tokens, lengths)
-        with phase("verify_op"):
             anchor = first_token(first.logits[:, -1], temp, seeds, call.top_k, call.top_p)
-        with phase("draft"):
             positions = torch.arange(tokens.shape[1], device=dev)[None, :].expand_as(tokens)
             drafter.update(ContextUpdate(tokens, lengths, positions, first.features))
         state = BatchState(target, drafter, anchor, temp, seeds)
