@@ -245,7 +245,7 @@ class SpeculativeDecoder:
         dev = s.anchor.device
         with phase("bookkeeping"):
             pos = target.lengths()
-            room = torch.tensor(call.emitter.room(s.rows), dtype=torch.int64, device=dev)
+            room = call.emitter.room(s.rows).to(dev)
             drafting = call.drafts(len(s))
         if drafting:
             with phase("draft"):

@@ -13,41 +13,50 @@ StreamCallback = Callable[[Dict[int, List[int]]], None]
 
 
 class Emitter:
-    """The new tokens of every request of one call (``new_tokens[i]``: request i's)."""
+    """The new tokens of every request of one call (``new_tokens[i]``: request i's).
+
+    Where each row's round ends (its count, the first -1, the first EOS, the room left) is
+    found with tensor ops over the whole round at once; the only per-row Python left is
+    appending the kept slice to the request's list."""
 
     def __init__(self, batch: int, max_new_tokens: int, eos: Optional[Tensor],
                  stream: Optional[StreamCallback]):
         self.new_tokens: List[List[int]] = [[] for _ in range(batch)]
         self.max_new = max_new_tokens
-        self.eos = None if eos is None else set(eos.tolist())
+        self.eos = None if eos is None else eos.to("cpu", torch.int64)
         self.stream = stream
+        self._emitted = torch.zeros(batch, dtype=torch.int64)  # len(new_tokens[i]), host
 
-    def room(self, rows: Tensor) -> List[int]:
-        """How many tokens each of ``rows`` (request indices) may still emit."""
-        return [self.max_new - len(self.new_tokens[r]) for r in rows.tolist()]
+    def room(self, rows: Tensor) -> Tensor:
+        """int64 [R] (host): how many tokens each of ``rows`` (request indices) may still
+        emit."""
+        return self.max_new - self._emitted[rows]
 
     def emit(self, rows: Tensor, tokens: Tensor, count: Tensor) -> Tensor:
         """Append row i's first ``count[i]`` of ``tokens[i]`` (host tensors) to request
         ``rows[i]``, cut after an EOS and at ``max_new_tokens``; returns which rows finished
         (bool [R], host)."""
-        done = torch.zeros(rows.numel(), dtype=torch.bool)
+        n, width = tokens.shape
+        step = torch.arange(width)[None, :]
+        # A target row with every logit masked (-1): nothing from it on, and the row stops.
+        masked = (tokens < 0) & (step < count[:, None])
+        first_masked = torch.where(masked, step, width).amin(1) if width else count
+        keep = torch.minimum(count, first_masked)
+        stop = first_masked < count
+        if self.eos is not None and width:
+            hit = torch.isin(tokens, self.eos) & (step < keep[:, None])
+            first_eos = torch.where(hit, step, width).amin(1)
+            stop |= first_eos < keep
+            keep = torch.minimum(keep, first_eos + 1)
+        room = self.max_new - self._emitted[rows]
+        keep = torch.minimum(keep, room)
+        self._emitted[rows] += keep
+        done = stop | (self._emitted[rows] >= self.max_new)
         fresh: Dict[int, List[int]] = {}
-        for i, (r, toks) in enumerate(zip(rows.tolist(), tokens.tolist())):
-            toks = toks[: int(count[i])]
-            if -1 in toks:  # a target row with every logit masked: nothing to emit, stop
-                toks = toks[: toks.index(-1)]
-                done[i] = True
-            if self.eos is not None:
-                for j, t in enumerate(toks):
-                    if t in self.eos:
-                        toks = toks[: j + 1]
-                        done[i] = True
-                        break
-            toks = toks[: self.max_new - len(self.new_tokens[r])]
-            self.new_tokens[r].extend(toks)
-            fresh[r] = toks
-            if len(self.new_tokens[r]) >= self.max_new:
-                done[i] = True
+        for r, toks, k in zip(rows.tolist(), tokens.tolist(), keep.tolist()):
+            kept = toks[:k]
+            self.new_tokens[r].extend(kept)
+            fresh[r] = kept
         if self.stream is not None:
             self.stream(fresh)
         return done
