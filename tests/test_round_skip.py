@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dspark_ext import FixedLength, Scheduled, SpeculativeDecoder, SPSProfile
-from dspark_ext.drafters.base import append_ragged
+from dspark_ext.drafters.base import append_ragged, concat_ragged
 from dspark_ext.scheduler import DraftGate
 
 import test_decoder_lossless as lossless
@@ -81,6 +81,19 @@ def test_dspark_two_updates_equal_one(hf_target):  # noqa: F811
     two = d.draft(*args)
     torch.testing.assert_close(two.base_logits, one.base_logits, atol=1e-5, rtol=1e-5)
     assert torch.equal(two.draft_tokens, one.draft_tokens)
+    # Seven updates of one token each (ragged: row 1 commits nothing in some of them).
+    d.reset(2, "cpu")
+    taken = [0, 0]
+    for step in range(9):
+        cnt = [1 if taken[0] < 7 else 0, 1 if taken[1] < 7 and step % 4 != 1 else 0]
+        idx = torch.tensor([[min(taken[0], 6)], [min(taken[1], 6)]])
+        d.update(ContextUpdate(toks.gather(1, idx), torch.tensor(cnt), pos.gather(1, idx),
+                               feats.gather(1, idx[:, :, None].expand(-1, -1, f))))
+        taken = [t + c for t, c in zip(taken, cnt)]
+    assert taken == [7, 7]
+    many = d.draft(*args)
+    torch.testing.assert_close(many.base_logits, one.base_logits, atol=1e-5, rtol=1e-5)
+    assert torch.equal(many.draft_tokens, one.draft_tokens)
 
 
 def test_fused_round_equals_separate_context_pass(hf_target):  # noqa: F811
@@ -100,7 +113,7 @@ def test_fused_round_equals_separate_context_pass(hf_target):  # noqa: F811
                 n = max(counts)
                 feats = torch.randn(3, n, f, generator=g)
                 lens = torch.tensor(counts)
-                base = d.cache.lengths + (d._pending[1] if d._pending is not None else 0)
+                base = d.cache.lengths + sum(c for _, c, _ in d._pending)
                 pos = base[:, None] + torch.arange(n)[None]
                 d.update(ContextUpdate(torch.zeros(3, n, dtype=torch.int64), lens, pos, feats))
                 if flush:
@@ -130,6 +143,27 @@ def test_append_ragged_matches_lists():
             want = a[r, :la[r]].tolist() + c[r, :lc[r]].tolist()
             assert int(lens[r]) == len(want)
             assert out[r, :len(want)].tolist() == want
+
+
+def test_concat_ragged_many_parts_matches_lists():
+    """Skipped rounds queue several updates; one merge gives every group the per-row
+    concatenation (tensors of different trailing shapes share the index)."""
+    g = torch.Generator().manual_seed(1)
+    ri = lambda lo, hi, shape=(1,): torch.randint(lo, hi, shape, generator=g)  # noqa: E731
+    for _ in range(30):
+        b, parts = 3, int(ri(1, 6))
+        widths = [int(ri(0, 4)) for _ in range(parts)]
+        lens = [ri(0, w + 1, (b,)) for w in widths]
+        xs = [ri(0, 99, (b, w, 2)) for w in widths]
+        ys = [ri(0, 99, (b, w)) for w in widths]
+        x, y, total = concat_ragged(lens, xs, ys)
+        assert x.shape == (b, sum(widths), 2) and y.shape == (b, sum(widths))
+        for r in range(b):
+            want_x = sum((t[r, :int(n[r])].tolist() for t, n in zip(xs, lens)), [])
+            want_y = sum((t[r, :int(n[r])].tolist() for t, n in zip(ys, lens)), [])
+            assert int(total[r]) == len(want_x)
+            assert x[r, :len(want_x)].tolist() == want_x
+            assert y[r, :len(want_y)].tolist() == want_y
 
 
 # -------------------------------------------------------------------- losslessness

@@ -70,17 +70,35 @@ def kept_draft_state(processed: Tensor, accepted: Optional[Tensor]) -> Tensor:
     return torch.minimum(processed, accepted.to(processed) + 1)
 
 
+def concat_ragged(lengths: Sequence[Tensor], *groups: Sequence[Tensor]):
+    """Row-wise concatenation of right-padded batches, in one gather per tensor: row r of the
+    result holds ``t_0[r, :lengths[0][r]]``, then ``t_1[r, :lengths[1][r]]``, ... (right-padded;
+    the padding repeats entries of the inputs). ``lengths``: int64 [B] per part; each group is
+    one tensor per part, ``[B, n_s, ...]`` (all groups share the parts' widths n_s). Returns
+    the concatenated tensor of every group, then the summed lengths. For drafters that
+    receive several updates with no draft call between them (skipped rounds): merging once
+    costs O(total), where merging each update into the last would cost O(total^2)."""
+    lens = torch.stack(list(lengths))                          # [S, B]
+    widths = [g.shape[1] for g in groups[0]]
+    n, parts = sum(widths), len(widths)
+    dev = lens.device
+    ends = lens.cumsum(0)                                      # row's tokens through part s
+    first_col = torch.tensor([sum(widths[:i]) for i in range(parts)], device=dev)
+    j = torch.arange(n, device=dev)[None, :]
+    part = (ends[:, :, None] <= j[None]).sum(0).clamp(max=parts - 1)      # [B, n]
+    start = (ends - lens).t().gather(1, part)                  # row's tokens before it
+    src = (first_col[part] + j - start).clamp(0, max(n - 1, 0))
+    out = []
+    for group in groups:
+        both = torch.cat(list(group), dim=1)
+        index = src.view(src.shape + (1,) * (both.dim() - 2)).expand(both.shape)
+        out.append(both.gather(1, index))
+    return (*out, ends[-1])
+
+
 def append_ragged(a: Tensor, a_len: Tensor, b: Tensor, b_len: Tensor):
-    """Row-wise concatenation of two right-padded batches: row r of the result holds
-    ``a[r, :a_len[r]]`` then ``b[r, :b_len[r]]`` (right-padded; the padding repeats valid
-    entries). ``a``/``b`` [B, n_a | n_b, ...]; returns ``(c [B, n_a + n_b, ...], a_len + b_len)``.
-    For drafters that receive two updates with no draft call between them (a skipped round)."""
-    na, n = a.shape[1], a.shape[1] + b.shape[1]
-    both = torch.cat([a, b], dim=1)
-    j = torch.arange(n, device=a_len.device)[None, :]
-    src = torch.where(j < a_len[:, None], j, na + j - a_len[:, None]).clamp(0, max(n - 1, 0))
-    index = src.view(src.shape + (1,) * (both.dim() - 2)).expand(both.shape)
-    return both.gather(1, index), a_len + b_len
+    """:func:`concat_ragged` of two parts: ``(c [B, n_a + n_b, ...], a_len + b_len)``."""
+    return concat_ragged([a_len, b_len], [a, b])
 
 
 class DraftBlock(NamedTuple):

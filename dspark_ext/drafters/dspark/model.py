@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ...ops.markov import markov_sample
 from ...profiling import phase
 from ...ops.sampling import sample_draft
-from ..base import ContextUpdate, DraftBlock, append_ragged
+from ..base import ContextUpdate, DraftBlock, concat_ragged
 from .config import DSparkConfig
 from .context_cache import ContextKVCache
 from .heads import ConfidenceHead, MarkovHead
@@ -75,8 +75,9 @@ class DSparkDrafter(nn.Module):
             self.to(dtype=dtype)
         self.cache = ContextKVCache(config.num_hidden_layers, config.num_key_value_heads,
                                     config.head_dim, reserve_tail=config.block_size)
-        # (features, counts, positions) of the last update, applied by the next draft.
-        self._pending = None
+        # (features, counts, positions) of each update since the last draft, applied by the
+        # next draft (or flush_context).
+        self._pending: list = []
         self._steps: Optional[Tensor] = None
 
     # ------------------------------------------------------------------ protocol attributes
@@ -181,7 +182,7 @@ class DSparkDrafter(nn.Module):
             raise ValueError(f"reset(device={device}) but the drafter's weights are on "
                              f"{self.device}; move the drafter first (.to(device))")
         self.cache.reset(int(batch_size), self.device, self.dtype)
-        self._pending = None
+        self._pending = []
 
     def _require_cache(self) -> None:
         if self.cache.lengths is None:
@@ -218,21 +219,30 @@ class DSparkDrafter(nn.Module):
         live = torch.arange(n, device=counts.device)[None, :] < counts[:, None]
         feats = feats.to(self.device).masked_fill(~live[:, :, None], 0)
         positions = positions.to(self.device)
-        if self._pending is not None:  # two updates with no draft between (a skipped round)
-            old_feats, old_counts, old_pos = self._pending
-            feats, _ = append_ragged(old_feats, old_counts, feats, counts)
-            positions, counts = append_ragged(old_pos, old_counts, positions, counts)
-        self._pending = (feats, counts, positions)
+        # Updates with no draft between them (skipped rounds) queue up; the next draft
+        # merges them once (_take_pending).
+        self._pending.append((feats, counts, positions))
+
+    def _take_pending(self):
+        """(features, counts, positions) of every queued update as one right-padded batch,
+        or None; the queue is emptied."""
+        parts, self._pending = self._pending, []
+        if len(parts) <= 1:
+            return parts[0] if parts else None
+        feats, positions, counts = concat_ragged([c for _, c, _ in parts],
+                                                 [f for f, _, _ in parts],
+                                                 [p for _, _, p in parts])
+        return feats, counts, positions
 
     @torch.no_grad()
     def flush_context(self) -> None:
         """Append the pending context tokens' K/V to the cache now (a separate pass; decoding
         folds this into :meth:`draft`). Call it before inspecting ``cache``."""
         self._require_cache()
-        if self._pending is None:
+        pending = self._take_pending()
+        if pending is None:
             return
-        feats, counts, positions = self._pending
-        self._pending = None
+        feats, counts, positions = pending
         c = self.project_context(feats)
         cos, sin = self.rotary_emb(positions, c.dtype)
         kvs = [layer.context_key_values(c, cos, sin) for layer in self.layers]
@@ -261,9 +271,9 @@ class DSparkDrafter(nn.Module):
 
         x = self.embed_tokens(self.block_input_ids(anchor, block))
         block_pos = anchor_position[:, None] + self._block_steps(block, device)
-        if self._pending is not None:
-            feats, counts, ctx_pos = self._pending
-            self._pending = None
+        pending = self._take_pending()
+        if pending is not None:
+            feats, counts, ctx_pos = pending
             ctx = self.project_context(feats)
             positions = torch.cat([ctx_pos, block_pos], dim=1)
         else:
@@ -313,9 +323,10 @@ class DSparkDrafter(nn.Module):
         if not isinstance(rows, Tensor) or rows.dim() != 1:
             raise ValueError("rows must be a 1-D int64 tensor of row indices")
         self.cache.select_rows(rows)
-        if self._pending is not None:
+        if self._pending:
             idx = rows.to(device=self.device, dtype=torch.int64)
-            self._pending = tuple(t.index_select(0, idx) for t in self._pending)
+            self._pending = [tuple(t.index_select(0, idx) for t in part)
+                             for part in self._pending]
 
     # ------------------------------------------------------------------ training
     def teacher_forced(self, features: Tensor, input_ids: Tensor, anchors: Tensor,
