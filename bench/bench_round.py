@@ -92,15 +92,22 @@ class Bench:
                              batch_size=len(batch), seed=a.seed, eos_token_id=eos)
             return autoregressive(self.model, batch, cfg)["new_tokens"]
 
-        def hf(batch):
+        def hf(batch, **extra):
             ids, mask = harness.left_pad(batch, eos)
             torch.manual_seed(a.seed)
             sample = {"do_sample": True, "temperature": t, "top_k": 0, "top_p": 1.0} if t > 0 \
                 else {"do_sample": False}
             out = self.model.generate(ids, attention_mask=mask, max_new_tokens=a.max_new_tokens,
-                                      eos_token_id=eos, pad_token_id=eos, **sample)
+                                      eos_token_id=eos, pad_token_id=eos, **sample, **extra)
             return [harness.cut_eos(r, eos) for r in out[:, ids.shape[1]:].tolist()]
         return {"autoregressive": ours, "hf_generate": hf}
+
+    def peers(self, t: float, batch: int):
+        """HF's prompt lookup (the n-gram drafter's peer; HF runs it at batch 1 only)."""
+        if batch != 1:
+            return {}
+        base = self.baselines(t)["hf_generate"]
+        return {"hf_prompt_lookup": lambda b: base(b, prompt_lookup_num_tokens=GAMMA)}
 
     def speculative(self, drafter, t: float, policy_fn, profile: bool = False):
         dec = SpeculativeDecoder(self.model, drafter, gamma=GAMMA)
@@ -159,6 +166,11 @@ def run_config(b: Bench, t: float, batch: int, sps) -> Dict:
     ar_out = res["baselines"]["autoregressive"].pop("_outputs")
     res["baselines"]["hf_generate"].pop("_outputs")
     res["fastest_baseline"] = best_name
+    res["peers"] = {}
+    for name, run in b.peers(t, batch).items():
+        r = _timed(run, groups, a.repeats)
+        res["peers"][name] = {"tokens_per_s": r["tokens_per_s"],
+                              "speedup": r["tokens_per_s"] / best}
     sts = bundled.sts_temperatures("dspark", t)
     for name in a.drafters:
         drafter = b.drafters[name]
@@ -192,6 +204,9 @@ def run_config(b: Bench, t: float, batch: int, sps) -> Dict:
             if t == 0:
                 entry["scheduled"]["greedy_identical_to_ar"] = s["outputs"] == ar_out
         res["drafters"][name] = entry
+    if "ngram" in res["drafters"] and "hf_prompt_lookup" in res["peers"]:
+        res["ngram_vs_hf_prompt_lookup"] = (res["drafters"]["ngram"]["tokens_per_s"]
+                                            / res["peers"]["hf_prompt_lookup"]["tokens_per_s"])
     return res
 
 
@@ -201,6 +216,10 @@ def _print(res: Dict) -> None:
     print(f"\nT={t:g} B={batch} ({res['rows']} rows): t_AR {res['t_ar_ms']:.2f} ms, "
           f"t_verify({batch * (GAMMA + 1)} tok) {res['t_verify_ms']:.2f} ms; "
           + ", ".join(f"{n} {v['tokens_per_s']:.1f} tok/s" for n, v in base.items()))
+    for name, e in res["peers"].items():
+        print(f"  {name}: {e['tokens_per_s']:.1f} tok/s, {e['speedup']:.2f}x")
+    if "ngram_vs_hf_prompt_lookup" in res:
+        print(f"  NgramDrafter / HF prompt lookup: {res['ngram_vs_hf_prompt_lookup']:.2f}x")
     for name, e in res["drafters"].items():
         ms = e["round"]["ms_per_round"]
         print(f"  {name:7} {e['speedup']:5.2f}x (ceiling {e['ceiling']:.2f}x, "
@@ -268,10 +287,14 @@ def main(argv=None) -> Dict:
     top = max(a.batches) * (GAMMA + 1)  # every row count x width a round can have, roughly
     points = sorted({n for n in (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192,
                                  256, 384, 512) if n < top} | {top})
-    sps = measure_sps(b.model, points, 3 if a.smoke else 7)
+    # At the context the rounds run at (a prompt plus half the new tokens): the cost of a
+    # forward grows with the cache it attends over and copies.
+    lens = sorted(len(p) for p in b.prompts[:max(a.prompts, max(a.batches))])
+    context = lens[len(lens) // 2] + a.max_new_tokens // 2
+    sps = measure_sps(b.model, points, 3 if a.smoke else 7, context=context)
     results = {"machine": harness.machine_info(torch.device("cpu")), "gamma": GAMMA,
                "threads": torch.get_num_threads(), "max_new_tokens": a.max_new_tokens,
-               "prompts": a.prompts, "sps": sps.to_dict(), "configs": [], "runs": []}
+               "prompts": a.prompts, "sps": sps.to_dict(), "sps_context": context, "configs": [], "runs": []}
     for t in a.temperatures:
         for batch in a.batches:
             res = run_config(b, t, batch, sps)
