@@ -27,8 +27,8 @@ class FusedLinear:
         self._weight: Optional[Tensor] = None
         self._bias: Optional[Tensor] = None
 
-    def get(self, weights: Sequence[Tensor],
-            biases: Sequence[Optional[Tensor]]) -> Tuple[Tensor, Optional[Tensor]]:
+    def refresh(self, weights: Sequence[Tensor], biases: Sequence[Optional[Tensor]]) -> None:
+        """Rebuild the concatenation if any part changed since the last call."""
         key = tuple(_key(w) for w in weights) + tuple(_key(b) for b in biases)
         if key != self._key:
             with torch.no_grad():
@@ -36,4 +36,16 @@ class FusedLinear:
                 self._bias = (None if any(b is None for b in biases)
                               else torch.cat([b.detach() for b in biases], dim=0))
             self._key = key
+
+    def current(self) -> Tuple[Tensor, Optional[Tensor]]:
+        """The fused weight and bias as of the last :meth:`refresh` (no check: the decode step
+        reads them with no data-dependent Python, so it can be compiled or captured)."""
+        if self._weight is None:
+            raise RuntimeError("FusedLinear.current() before refresh()")
         return self._weight, self._bias
+
+    def get(self, weights: Sequence[Tensor],
+            biases: Sequence[Optional[Tensor]]) -> Tuple[Tensor, Optional[Tensor]]:
+        """:meth:`refresh`, then :meth:`current`."""
+        self.refresh(weights, biases)
+        return self.current()

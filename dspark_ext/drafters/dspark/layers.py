@@ -134,6 +134,12 @@ class DSparkAttention(nn.Module):
         v = self._heads(self.v_proj(x), self.num_kv_heads).transpose(1, 2)
         return apply_rotary(k, cos, sin), v
 
+    def refresh_fused(self) -> None:
+        """Rebuild the fused Q/K/V weight if a part changed (outside :meth:`decode`, so that
+        the decode step has no data-dependent Python and compiles / captures whole)."""
+        self._qkv.refresh([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight],
+                          [self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+
     def decode(self, seq: Tensor, n_ctx: int, cos: Tensor, sin: Tensor, store: KVStore,
                mask: Tensor) -> Tensor:
         """The decode step: ``seq`` [B, n_ctx + Q, d] is [new context ; normed block]. One fused
@@ -141,9 +147,7 @@ class DSparkAttention(nn.Module):
         ``store``. The same numbers as :meth:`key_values` + :meth:`forward`, one pass."""
         b, s, _ = seq.shape
         h, hkv, hd = self.num_heads, self.num_kv_heads, self.head_dim
-        w, bias = self._qkv.get([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight],
-                                [self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
-        qkv = F.linear(seq, w, bias)
+        qkv = F.linear(seq, *self._qkv.current())
         q = qkv[:, n_ctx:, : h * hd].view(b, s - n_ctx, h, hd)
         k = qkv[:, :, h * hd: (h + hkv) * hd].view(b, s, hkv, hd)
         v = qkv[:, :, (h + hkv) * hd:].view(b, s, hkv, hd)
@@ -177,10 +181,12 @@ class SwiGLUMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
+    def refresh_fused(self) -> None:
+        self._gate_up.refresh([self.gate_proj.weight, self.up_proj.weight], [None, None])
+
     def decode(self, x: Tensor) -> Tensor:
-        """:meth:`forward` with gate and up in one GEMM."""
-        w, _ = self._gate_up.get([self.gate_proj.weight, self.up_proj.weight], [None, None])
-        gate, up = F.linear(x, w).chunk(2, dim=-1)
+        """:meth:`forward` with gate and up in one GEMM (after :meth:`refresh_fused`)."""
+        gate, up = F.linear(x, self._gate_up.current()[0]).chunk(2, dim=-1)
         return self.down_proj(self.act(gate) * up)
 
 
@@ -202,6 +208,12 @@ class DSparkDecoderLayer(nn.Module):
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, join: KVJoin, mask: Tensor) -> Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, join, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
+
+    def refresh_fused(self) -> None:
+        """Bring the fused projections up to date with the parameters (once per draft call,
+        before :meth:`decode`)."""
+        self.self_attn.refresh_fused()
+        self.mlp.refresh_fused()
 
     def decode(self, x: Tensor, ctx: Optional[Tensor], cos: Tensor, sin: Tensor,
                store: KVStore, mask: Tensor) -> Tensor:

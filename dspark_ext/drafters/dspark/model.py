@@ -281,6 +281,8 @@ class DSparkDrafter(nn.Module):
         cache = self.cache
         plan = cache.plan(counts, 0 if ctx is None else ctx.shape[1], block)
         cos, sin = self.rotary_emb(positions, x.dtype)
+        for layer in self.layers:
+            layer.refresh_fused()
         for i, layer in enumerate(self.layers):
             x = layer.decode(x, ctx, cos, sin,
                              lambda k, v, i=i: cache.write(i, plan, k, v), plan.mask)
