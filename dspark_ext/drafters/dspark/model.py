@@ -29,7 +29,7 @@ from ..base import ContextUpdate, DraftBlock, concat_ragged
 from .config import DSparkConfig
 from .context_cache import ContextKVCache
 from .heads import ConfidenceHead, MarkovHead
-from .layers import DSparkDecoderLayer, RMSNorm, RotaryEmbedding
+from .layers import DSparkDecoderLayer, RMSNorm, RotaryEmbedding, decode_linear
 
 __all__ = ["DSparkDrafter"]
 
@@ -150,13 +150,15 @@ class DSparkDrafter(nn.Module):
         save_pretrained(self, path)
 
     # ------------------------------------------------------------------ shared backbone
-    def project_context(self, features: Tensor) -> Tensor:
-        """ctx = hidden_norm(fc(features)): [..., F] target features -> [..., d]."""
+    def project_context(self, features: Tensor, decode: bool = False) -> Tensor:
+        """ctx = hidden_norm(fc(features)): [..., F] target features -> [..., d]. ``decode``:
+        through the few-row GEMM op (no autograd)."""
         if features.shape[-1] != self.config.feature_size:
             raise ValueError(
                 f"features must have F = len(target_layer_ids) * hidden_size = "
                 f"{self.config.feature_size} channels, got shape {tuple(features.shape)}")
-        return self.hidden_norm(self.fc(features.to(self.dtype)))
+        x = features.to(self.dtype)
+        return self.hidden_norm(decode_linear(x, self.fc) if decode else self.fc(x))
 
     def block_input_ids(self, anchor: Tensor, block: int) -> Tensor:
         """[anchor, mask x (block - 1)] per row: int64 [..., block]."""
@@ -274,7 +276,7 @@ class DSparkDrafter(nn.Module):
         pending = self._take_pending()
         if pending is not None:
             feats, counts, ctx_pos = pending
-            ctx = self.project_context(feats)
+            ctx = self.project_context(feats, decode=True)
             positions = torch.cat([ctx_pos, block_pos], dim=1)
         else:
             ctx, counts, positions = None, torch.zeros_like(anchor), block_pos
@@ -288,7 +290,7 @@ class DSparkDrafter(nn.Module):
                              lambda k, v, i=i: cache.write(i, plan, k, v), plan.mask)
         cache.commit(plan)
         hidden = self.norm(x[:, :gamma])
-        base = self.lm_head(hidden)
+        base = decode_linear(hidden, self.lm_head)
         return self._sample(base, hidden, anchor, temperature, seed, offset)
 
     def _block_steps(self, block: int, device) -> Tensor:
