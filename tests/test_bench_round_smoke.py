@@ -20,6 +20,7 @@ def test_smoke_run(tmp_path):
     for c in res["configs"]:
         e = c["drafters"]["dspark"]
         assert e["greedy_identical_to_ar"] and e["scheduled"]["greedy_identical_to_ar"]
+        assert e["scheduled_measured"]["greedy_identical_to_ar"]
         for key in ("tokens_per_s", "speedup", "tau", "ceiling", "drafter_vs_ar_step"):
             assert math.isfinite(e[key]) and e[key] > 0, (key, e)
         split = e["round"]

@@ -10,7 +10,7 @@ import torch
 
 from dspark_ext import FixedLength, Scheduled, SpeculativeDecoder, SPSProfile
 from dspark_ext.drafters.base import append_ragged, concat_ragged
-from dspark_ext.scheduler import DraftGate
+from dspark_ext.scheduler import DraftGate, MeasuredGate
 
 import test_decoder_lossless as lossless
 from test_decoder_greedy import DRAFTERS, NEW, hf_target, make_drafter, prompts  # noqa: F401
@@ -285,3 +285,64 @@ def test_scheduled_with_draft_time_skips_on_a_compute_bound_curve(hf_target):  #
     drafted = [r.drafted for r in out.stats.rounds]
     assert drafted[0] and drafted.count(False) > drafted.count(True)
     assert policy.gate.skipped_rounds == drafted.count(False)
+
+
+def _play(gate, rate_draft, rate_plain, rounds, tokens=10):
+    """Rounds against a gate whose drafted / plain rounds emit ``tokens`` at these rates."""
+    seq = []
+    for _ in range(rounds):
+        d = gate.draft_this_round(4)
+        seq.append(d)
+        gate.observe_round(d, tokens, tokens / (rate_draft if d else rate_plain))
+    return seq
+
+
+def test_measured_gate_plays_the_faster_side_and_probes_the_other():
+    g = MeasuredGate(probe_every=2, max_interval=8)
+    seq = _play(g, 2.0, 1.0, 40)
+    assert seq[:2] == [True, False]                  # both sides measured first
+    plain = [i for i, d in enumerate(seq) if not d]
+    gaps = [b - a for a, b in zip(plain, plain[1:])]
+    assert gaps == sorted(gaps) and gaps[-1] == 9    # probes at doubling intervals, capped
+    assert g.rates == {True: 2.0, False: 1.0} and g.skipped_rounds == len(plain)
+    # Plain steps become faster: within a few probes the gate switches and stays there.
+    seq = _play(g, 2.0, 6.0, 40)
+    switch = seq.index(False)
+    assert switch <= 9 and seq[switch + 12:].count(True) <= 4   # only probes left
+    assert seq[-16:].count(False) >= 14
+    g.reset()
+    assert g.rates == {True: None, False: None} and _play(g, 1.0, 5.0, 30).count(False) >= 24
+
+
+def test_measured_gate_ignores_empty_rounds_and_checks_arguments():
+    g = MeasuredGate()
+    g.draft_this_round(1)
+    g.observe_round(True, 0, 0.1)
+    g.observe_round(True, 5, 0.0)
+    assert g.rates[True] is None
+    with pytest.raises(ValueError, match="probe_every"):
+        MeasuredGate(probe_every=0)
+    with pytest.raises(ValueError, match="max_interval"):
+        MeasuredGate(probe_every=4, max_interval=3)
+    with pytest.raises(ValueError, match="smoothing"):
+        MeasuredGate(smoothing=0.0)
+    with pytest.raises(ValueError, match="'measured'"):
+        Scheduled(SPSProfile.from_step_time(lambda b: 0.01, 8), draft_time="timed")
+
+
+def test_scheduled_with_measured_times_keeps_greedy_output(hf_target):  # noqa: F811
+    """The decoder reports every round's time and tokens to the measured gate; whatever it
+    decides, greedy output equals the target's own."""
+    from dspark_cases_decoder import make_dspark_for
+    ids, mask = prompts(3, seed=4)
+    ref = hf_target.generate(ids, attention_mask=mask, max_new_tokens=NEW, do_sample=False,
+                             pad_token_id=0)
+    policy = Scheduled(SPSProfile.from_step_time(lambda b: 0.01, 64), draft_time="measured",
+                       probe_every=1)
+    dec = SpeculativeDecoder(hf_target, make_dspark_for(hf_target, block_size=4), gamma=4,
+                             length_policy=policy)
+    out = dec.generate(ids, mask, max_new_tokens=NEW)
+    assert torch.equal(out.sequences, ref)
+    drafted = [r.drafted for r in out.stats.rounds]
+    assert drafted[:2] == [True, False]              # it measured both sides
+    assert policy.gate.rates[True] > 0 and policy.gate.rates[False] > 0

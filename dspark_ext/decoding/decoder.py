@@ -28,6 +28,7 @@ Host synchronisations per round, whatever gamma and the batch size:
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Union
 
@@ -83,6 +84,13 @@ class _Call:
         """Whether this round drafts: a policy may say that no draft would pay (design §6)."""
         ask = getattr(self.policy, "draft_this_round", None)
         return True if ask is None else bool(ask(rows))
+
+    def observe_round(self, drafted: bool, tokens: int, seconds: float) -> None:
+        """Tell a policy that measures rounds (``Scheduled(draft_time="measured")``) how the
+        last one went."""
+        tell = getattr(self.policy, "observe_round", None)
+        if tell is not None:
+            tell(drafted, tokens, seconds)
 
 
 class SpeculativeDecoder:
@@ -218,7 +226,10 @@ class SpeculativeDecoder:
                 state.keep(alive)
                 round_no += 1
                 check_offsets(round_no)
-            done = self._round(state, call, torch.full_like(state.seed, round_no))
+            started = time.perf_counter()
+            done, drafted, emitted = self._round(state, call,
+                                                 torch.full_like(state.seed, round_no))
+            call.observe_round(drafted, emitted, time.perf_counter() - started)
 
     def _start(self, tokens, lengths, temp, seeds, call: _Call):
         """Prefill both sides and sample the first anchor; returns the batch and which rows
@@ -239,8 +250,9 @@ class SpeculativeDecoder:
                                      torch.ones(b, dtype=torch.int64))
         return state, done
 
-    def _round(self, s: BatchState, call: _Call, offset: Tensor) -> Tensor:
-        """One round over the running rows; returns which of them finished (bool, host)."""
+    def _round(self, s: BatchState, call: _Call, offset: Tensor):
+        """One round over the running rows; returns which of them finished (bool, host),
+        whether it drafted, and the tokens it verified (accepted + 1 per row)."""
         target, drafter = self.target, self.drafter
         dev = s.anchor.device
         with phase("bookkeeping"):
@@ -280,7 +292,7 @@ class SpeculativeDecoder:
             block_pos = pos[:, None] + torch.arange(width, device=dev)[None, :]
             drafter.update(ContextUpdate(block_in, res.accepted + 1, block_pos, step.features,
                                          accepted=res.accepted if drafting else None))
-        return done
+        return done, drafting, int(accepted.sum()) + len(s)
 
     @staticmethod
     def _sequences(raw, tokens, lengths, new_tokens, max_new, pad_token_id, eos) -> Tensor:

@@ -83,7 +83,11 @@ class Scheduled:
     the skip rule (:class:`~dspark_ext.scheduler.DraftGate`): a round drafts only when the
     confidences of the last drafted round say that a drafted round, drafter included, beats
     a plain target step; otherwise the decoder runs plain steps, probing again every
-    ``probe_every`` rounds (doubling while it keeps losing). Without it every round drafts."""
+    ``probe_every`` rounds (doubling while it keeps losing). ``draft_time="measured"``: the
+    skip rule from the rounds' own measured times instead
+    (:class:`~dspark_ext.scheduler.MeasuredGate`: drafted rounds against plain steps, in
+    tokens per second), robust to an SPS curve or drafter time measured on a busy machine.
+    Without it every round drafts."""
 
     def __init__(self, sps: Union["_sched.SPSProfile", Tensor],
                  temperatures: Optional[Sequence[float]] = None, mode: str = "causal",
@@ -98,7 +102,15 @@ class Scheduled:
             temperatures, dtype=torch.float32)
         self._tables: dict = {}
         self._async: Optional[_sched.AsyncScheduler] = None
-        self.gate = None if draft_time is None else _sched.DraftGate(draft_time, probe_every)
+        if draft_time is None:
+            self.gate = None
+        elif isinstance(draft_time, str):
+            if draft_time != "measured":
+                raise ValueError(f"draft_time must be seconds, a function of the rows or "
+                                 f"'measured', got {draft_time!r}")
+            self.gate = _sched.MeasuredGate(probe_every)
+        else:
+            self.gate = _sched.DraftGate(draft_time, probe_every)
 
     def reset(self) -> None:
         self._async = None
@@ -108,6 +120,12 @@ class Scheduled:
     def draft_this_round(self, rows: int) -> bool:
         """Asked by the decoder before each round (see the class docstring)."""
         return True if self.gate is None else self.gate.draft_this_round(rows)
+
+    def observe_round(self, drafted: bool, tokens: int, seconds: float) -> None:
+        """Told by the decoder after each round: whether it drafted, the tokens it emitted
+        and its wall time."""
+        if self.gate is not None:
+            self.gate.observe_round(drafted, tokens, seconds)
 
     def _table(self, rows: int, k: int, device: torch.device) -> Tensor:
         if isinstance(self.sps, Tensor):

@@ -38,6 +38,7 @@ from ..ops.schedule import (ScheduleResult, schedule_capacity, schedule_causal, 
                             schedule_prefix)
 from .async_scheduler import AsyncScheduler
 from .draft_gate import DraftGate, DraftTime
+from .measured_gate import MeasuredGate
 from .objective import expected_throughput, fixed_length, static_threshold
 from .sps import SPSProfile
 
@@ -50,6 +51,7 @@ __all__ = [
     "schedule_capacity",
     "AsyncScheduler",
     "DraftGate",
+    "MeasuredGate",
     "DraftTime",
     "fixed_length",
     "static_threshold",

@@ -71,6 +71,10 @@ class DraftGate:
         spec = schedule_causal(confidence, effective, max_len).throughput
         self._verdict = spec > rows * table[rows]
 
+    def observe_round(self, drafted: bool, tokens: int, seconds: float) -> None:
+        """Measured round times: not used here (the SPS curve and draft_time model them;
+        :class:`~dspark_ext.scheduler.MeasuredGate` measures instead)."""
+
     def draft_this_round(self, rows: int) -> bool:
         if self._verdict is None:
             return True
