@@ -59,9 +59,11 @@ def test_matplotlib_figure(report, tmp_path, monkeypatch):
             diag, *curves = ax.get_lines()
             assert list(diag.get_xdata()) == [0, 1] and list(diag.get_ydata()) == [0, 1]
             assert diag.get_linestyle() == "--"
+            assert mcolors.to_hex(diag.get_color()) == mcolors.to_hex("grey")
             if k == 4:
                 assert curves == []
                 continue
+            assert len(curves) == 2  # before and after
             labels = []
             for line, m, name, colour in zip(curves, (report["before"][k], report["after"][k]),
                                              ("before", "after"), ("tab:red", "tab:blue")):
@@ -72,6 +74,21 @@ def test_matplotlib_figure(report, tmp_path, monkeypatch):
                 labels.append(f"{name} ECE {m['ece'] * 100:.1f}%")
             assert [c.get_label() for c in curves] == labels
             assert [t.get_text() for t in ax.get_legend().get_texts()] == labels
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("panels, grid", [(1, (1, 1)), (4, (1, 4))])
+def test_matplotlib_grid(report, tmp_path, monkeypatch, panels, grid):
+    plt = plotting.pyplot()
+    figs = []
+    monkeypatch.setattr(plt, "close", figs.append)
+    part = dict(report, before=report["before"][:panels], after=report["after"][:panels])
+    out = plotting.plot_reliability(part, str(tmp_path / "rel"))
+    (fig,) = figs
+    try:
+        assert len(fig.axes) == grid[0] * grid[1] and all(ax.axison for ax in fig.axes)
+        assert _png_size(out) == (round(3.2 * grid[1] * 110), round(3.0 * grid[0] * 110))
     finally:
         plt.close(fig)
 
@@ -107,6 +124,7 @@ def test_svg_fallback_geometry(report, tmp_path, monkeypatch):
                                              (report["after"][k], "blue", 24))):
             poly = polys[2 * k + j]
             assert poly.get("stroke") == colour and poly.get("fill") == "none"
+            assert poly.get("stroke-width") == "1"
             assert poly.get("points") == " ".join(
                 f"{x0 + x * 200:.1f},{y0 + 200 - o * 200:.1f}" for x, o in _points(m))
             want_texts.append((f"{x0 + 4:.1f}", f"{y0 + dy:.1f}", colour,
@@ -114,10 +132,11 @@ def test_svg_fallback_geometry(report, tmp_path, monkeypatch):
     assert texts == want_texts
 
 
-def test_svg_one_panel(report, tmp_path, monkeypatch):
-    one = dict(report, before=report["before"][:1], after=report["after"][:1])
-    root = _svg(one, tmp_path, monkeypatch)
-    assert (root.get("width"), root.get("height")) == ("260", "275")
+@pytest.mark.parametrize("panels, size", [(1, ("260", "275")), (3, ("720", "275"))])
+def test_svg_panel_grid(report, tmp_path, monkeypatch, panels, size):
+    part = dict(report, before=report["before"][:panels], after=report["after"][:panels])
+    root = _svg(part, tmp_path, monkeypatch)
+    assert (root.get("width"), root.get("height")) == size  # one row of `panels` columns
 
 
 def test_svg_canvas(tmp_path):
@@ -127,6 +146,7 @@ def test_svg_canvas(tmp_path):
     svg.line(0, 1, 2, 3, stroke="green", dash="2,1")
     svg.polyline([])
     svg.polyline([(0, 1), (2.04, 3.06)], stroke="red", width=2)
+    svg.polyline([(1, 1)])
     svg.text(5, 6, "a<b & c>d")
     svg.text(5, 6, "t", fill="red", size=8, rotate=-90, anchor="middle")
     path = str(tmp_path / "c.svg")
@@ -141,6 +161,7 @@ def test_svg_canvas(tmp_path):
         '<line x1="0.0" y1="1.0" x2="2.0" y2="3.0" stroke="black"/>',
         '<line x1="0.0" y1="1.0" x2="2.0" y2="3.0" stroke="green" stroke-dasharray="2,1"/>',
         '<polyline points="0.0,1.0 2.0,3.1" fill="none" stroke="red" stroke-width="2"/>',
+        '<polyline points="1.0,1.0" fill="none" stroke="black" stroke-width="1"/>',
         '<text x="5.0" y="6.0" fill="black">a&lt;b &amp; c&gt;d</text>',
         '<text x="5.0" y="6.0" fill="red" font-size="8" transform="rotate(-90 5.0 6.0)" '
         'text-anchor="middle">t</text>',
