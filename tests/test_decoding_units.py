@@ -59,8 +59,13 @@ def test_static_threshold_raw_and_calibrated():
     for bad in (-0.01, 1.01):
         with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\]"):
             StaticThreshold(bad)
-    with pytest.raises(ValueError, match="StaticThreshold needs a drafter with a confidence"):
+    with pytest.raises(ValueError) as e:
         pol(DraftBlock(draft_tokens=torch.zeros(2, 4, dtype=torch.int64)), cap)
+    assert str(e.value) == ("StaticThreshold needs a drafter with a confidence head (the drafter "
+                            "returned confidence_logits=None); use FixedLength instead")
+    t64 = StaticThreshold(0.5, temperatures=torch.tensor(t, dtype=torch.float64))
+    assert t64.temperatures.dtype == torch.float32
+    assert torch.equal(t64(_block(z), cap), pol_t(_block(z), cap))
 
 
 def test_static_threshold_half_precision_logits():
@@ -74,27 +79,34 @@ def _sps():
     return sched.SPSProfile([1, 4, 16, 64], [100.0, 90.0, 50.0, 14.0])
 
 
+def _causal(z, table, cap, temps=None, **kw):
+    t = torch.ones(z.shape[1]) if temps is None else torch.tensor(temps)
+    c = torch.sigmoid(z / t).double()  # calibrated in float32, scheduled in float64
+    return sched.schedule_causal(c, table, cap, **kw).lengths
+
+
 def test_scheduled_causal_matches_the_scheduler():
     g = torch.Generator().manual_seed(0)
-    z = torch.randn(3, 4, generator=g) * 2 + 1
-    cap = torch.tensor([4, 2, 3])
-    t = [0.8, 1.3, 1.0, 2.0]
+    zs = [torch.randn(3, 4, generator=g) + 2.5 for _ in range(4)]
+    cap = torch.tensor([4, 1, 2])
+    t = [0.8, 6.0, 1.0, 2.0]
+    table = _sps().table(15)
     pol = Scheduled(_sps(), temperatures=t)
-    c = torch.sigmoid(z.double() / torch.tensor(t, dtype=torch.float64))
-    want = sched.schedule_causal(c.float().double(), _sps().table(15), cap).lengths
-    assert torch.equal(pol(_block(z), cap), want)
+    for z in zs:  # every round causal (no capacity carried between rounds)
+        assert torch.equal(pol(_block(z), cap), _causal(z, table, cap, t))
+    z = zs[0]
+    assert not torch.equal(_causal(z, table, cap, t), _causal(z, table, cap))  # T matters
+    assert not torch.equal(_causal(z, table, None, t), _causal(z, table, cap, t))  # cap too
     assert list(pol._tables) == [(15, torch.device("cpu"))]  # rows * (K + 1) batch tokens
-    pol(_block(z), cap)
-    assert len(pol._tables) == 1  # cached
+    assert Scheduled(_sps(), temperatures=torch.tensor(t, dtype=torch.float64)
+                     ).temperatures.dtype == torch.float32
     capped = Scheduled(_sps(), max_batch_tokens=6)
     got = capped(_block(z), cap)
-    want = sched.schedule_causal(torch.sigmoid(z.double()), _sps().table(6), cap,
-                                 max_batch_tokens=6).lengths
-    assert torch.equal(got, want) and list(capped._tables) == [(6, torch.device("cpu"))]
+    assert torch.equal(got, _causal(z, _sps().table(6), cap, max_batch_tokens=6))
+    assert list(capped._tables) == [(6, torch.device("cpu"))]
     table = _sps().table(40)
     raw = Scheduled(table)
-    assert torch.equal(raw(_block(z), cap),
-                       sched.schedule_causal(torch.sigmoid(z.double()), table, cap).lengths)
+    assert torch.equal(raw(_block(z), cap), _causal(z, table, cap))
     assert raw.draft_this_round(3) is True and raw.gate is None
     with pytest.raises(ValueError, match="mode must be 'causal' or 'async', got 'x'"):
         Scheduled(table, mode="x")
@@ -104,13 +116,15 @@ def test_scheduled_causal_matches_the_scheduler():
 
 def test_scheduled_async_matches_the_async_scheduler():
     g = torch.Generator().manual_seed(1)
-    zs = [torch.randn(2, 3, generator=g) * 2 for _ in range(4)]
-    cap = torch.tensor([3, 3])
+    zs = [torch.randn(2, 3, generator=g) + 2.5 for _ in range(4)]
+    cap = torch.tensor([3, 1])
     table = _sps().table(40)
     pol = Scheduled(table, mode="async", max_batch_tokens=5)
     ref = sched.AsyncScheduler(table, max_batch_tokens=5)
     for z in zs:
-        assert torch.equal(pol(_block(z), cap), ref.step(torch.sigmoid(z.double()), cap).lengths)
+        got = pol(_block(z), cap)
+        assert torch.equal(got, ref.step(torch.sigmoid(z.double()), cap).lengths)
+        assert int(got[1]) <= 1
     pol.reset()  # forgets the capacities: the first steps again
     ref2 = sched.AsyncScheduler(table, max_batch_tokens=5)
     for z in zs[:2]:
@@ -132,6 +146,10 @@ def test_scheduled_gate_skips_when_drafting_loses():
     assert free.draft_this_round(1)
     default = Scheduled(table, draft_time=1.0)
     assert default.gate.probe_every == 4
+    # the gate judges the round with the rows' caps: nothing may be verified, nothing pays
+    capped = Scheduled(table, draft_time=1e-6)
+    capped(_block(torch.full((1, 3), 6.0)), torch.tensor([0]))
+    assert not capped.draft_this_round(1)
 
 
 # ------------------------------------------------------------------ stats
@@ -186,13 +204,15 @@ def test_generation_stats_empty_and_errors():
     assert z.shape == y.shape == m.shape == (0, 2) and y.dtype == m.dtype == torch.bool
     assert e.summary()["mean_verified"] == 0.0 and e.summary()["rounds"] == 0
     assert e._cat("flags").shape == (0, 2) and e._cat("confidence_logits").shape == (0, 2)
-    with pytest.raises(TypeError, match="once"):
+    with pytest.raises(TypeError) as e:
         GenerationStats()
+    assert str(e.value) == "GenerationStats needs gamma (or its older name draft_len), once"
     with pytest.raises(TypeError, match="once"):
         GenerationStats(2, draft_len=2)
     no_head = GenerationStats(2, [_round([0], [1], [1], 2, z=False)])
-    with pytest.raises(ValueError, match="no confidence head"):
+    with pytest.raises(ValueError) as e:
         no_head.calibration_inputs()
+    assert str(e.value) == "the drafter has no confidence head: no confidence logits"
     assert GenerationStats(2.0).gamma == 2 and isinstance(GenerationStats(2.0).gamma, int)
 
 
@@ -217,14 +237,17 @@ def test_prompts_lists_and_padding():
     assert tok.tolist() == [[4, 0]] and n.tolist() == [1]
     tok, n, _ = inp.prompts_to_right_padded(torch.tensor([3, 4]), None)
     assert tok.tolist() == [[3, 4]] and n.tolist() == [2]
+    tok, n, start = inp.prompts_to_right_padded(torch.tensor([[5], [6]]), None)  # width 1
+    assert tok.tolist() == [[5], [6]] and n.tolist() == [1, 1]
     mask_bool = torch.tensor([[False, True]])
     assert inp.prompts_to_right_padded(torch.tensor([[3, 4]]), mask_bool)[0].tolist() == [[4, 0]]
 
 
 def test_prompt_errors_name_the_argument():
     f = inp.prompts_to_right_padded
-    with pytest.raises(ValueError, match="attention_mask goes with a padded input_ids tensor"):
+    with pytest.raises(ValueError) as e:
         f([[1]], torch.ones(1, 1))
+    assert str(e.value) == "attention_mask goes with a padded input_ids tensor, not a list"
     with pytest.raises(TypeError, match="input_ids must be a tensor or a list of token lists, "
                                         "got str"):
         f("abc", None)
@@ -232,19 +255,26 @@ def test_prompt_errors_name_the_argument():
         f(torch.zeros(2, 2), None)
     with pytest.raises(ValueError, match=r"integer tensor \[B, L\], got \(1, 1, 1\)"):
         f(torch.zeros(1, 1, 1, dtype=torch.int64), None)
-    with pytest.raises(ValueError, match="batch size 0"):
+    with pytest.raises(ValueError) as e:
         f(torch.zeros(0, 3, dtype=torch.int64), None)
+    assert str(e.value) == "input_ids holds no prompts (batch size 0)"
+    with pytest.raises(ValueError, match=r"^input_ids holds no prompts \(batch size 0\)$"):
+        f([], None)
     with pytest.raises(ValueError, match=r"attention_mask must have input_ids' shape \(1, 2\), "
                                          r"got \(1, 3\)"):
         f(torch.zeros(1, 2, dtype=torch.int64), torch.ones(1, 3))
-    with pytest.raises(ValueError, match=r"prompt rows \[1\] have no tokens"):
+    with pytest.raises(ValueError) as e:
         f(torch.ones(2, 2, dtype=torch.int64), torch.tensor([[1, 0], [0, 0]]))
+    assert str(e.value) == ("prompt rows [1] have no tokens after padding: every prompt needs "
+                            "at least one token")
     with pytest.raises(ValueError, match=r"prompt rows \[0, 1\] have no tokens"):
         f(torch.ones(2, 0, dtype=torch.int64), None)
     with pytest.raises(ValueError, match=r"prompt rows \[0\] have no tokens"):
         f([[]], None)
-    with pytest.raises(ValueError, match=r"attention_mask rows \[1\] are not one contiguous"):
+    with pytest.raises(ValueError) as e:
         f(torch.ones(2, 3, dtype=torch.int64), torch.tensor([[1, 1, 0], [1, 0, 1]]))
+    assert str(e.value) == ("attention_mask rows [1] are not one contiguous run of tokens "
+                            "(left or right padding only)")
 
 
 def test_check_token_ids():
@@ -279,6 +309,9 @@ def test_per_row_seed():
     assert inp.per_row_seed(s, 2, cpu).tolist() == [5, 1]
     r = inp.per_row_seed(None, 3, cpu)
     assert r.dtype == torch.int64 and (r[1:] - r[:-1]).tolist() == [1, 1]
+    # drawn from [0, 2^62): four draws all below 2^40 would have probability 2^-88
+    assert max(int(inp.per_row_seed(None, 1, cpu)) for _ in range(4)) >= 1 << 40
+    assert all(0 <= int(inp.per_row_seed(None, 1, cpu)) < 1 << 62 for _ in range(4))
     big = (1 << 63) - 3
     assert inp.per_row_seed(big, 3, cpu).tolist() == [big, big + 1, big + 2]
     assert inp.per_row_seed(-(1 << 63), 1, cpu).tolist() == [-(1 << 63)]
@@ -303,6 +336,7 @@ def test_token_set_and_offsets():
     assert inp.token_set(3, 10, cpu).tolist() == [3]
     ids = inp.token_set([[0, 9]], 10, cpu)
     assert ids.tolist() == [0, 9] and ids.dtype == torch.int64
+    assert inp.token_set(torch.tensor([4], dtype=torch.int32), 10, cpu).dtype == torch.int64
     for bad in (10, -1):
         with pytest.raises(ValueError, match=rf"eos_token_id \[{bad}\] outside the vocabulary "
                                              r"\[0, 10\)"):
@@ -373,7 +407,7 @@ def test_first_token():
 
 
 def test_verify_cap():
-    d = torch.tensor([[1, 2, 3, 4], [1, -1, 3, 4], [1, 2, 3, 4], [-1, 2, 3, 4]])
+    d = torch.tensor([[1, 0, 3, 4], [0, -1, 3, 4], [1, 2, 3, 4], [-1, 2, 3, 4]])  # 0 is an id
     room = torch.tensor([9, 9, 3, 9])
     assert verify_cap(DraftBlock(d), room, 4).tolist() == [4, 1, 2, 0]
     assert verify_cap(DraftBlock(d), room, 3).tolist() == [3, 1, 2, 0]
@@ -393,19 +427,27 @@ def _verify_case(v=12, k=3, seed=3):
 
 def test_verify_drafts_greedy_and_truncation():
     logits, q, drafts = _verify_case()
+    drafts[1] = logits[1, :3].argmax(-1)  # both rows draft the target's greedy tokens
     blk = DraftBlock(drafts, draft_logits=q)
-    nd = torch.tensor([3, 2])
+    nd = torch.tensor([3, 1])
     t, seed, off = torch.zeros(2), torch.tensor([1, 2]), torch.tensor([0, 0])
     got = verify_drafts(logits, drafts, blk, nd, t, seed, off, "greedy", None, None)
     want = verify_greedy(logits, drafts, nd)
     assert all(torch.equal(a, b) for a, b in zip(got, want))
-    assert got.accepted[0] == 3
+    assert got.accepted.tolist() == [3, 1]  # row 1 verifies one draft only
     # top_k = 1 at T = 1: the truncated law is the argmax, drafts equal to it are accepted
     one = torch.ones(2)
     got = verify_drafts(logits, drafts, blk, nd, one, seed, off, "token", 1, None)
     want = rejection_sample(truncate_logits(logits, one, 1, None), drafts, q, one, seed, off, nd)
     assert all(torch.equal(a, b) for a, b in zip(got, want))
     assert got.accepted[0] == 3 and torch.equal(got.out_tokens[0], logits[0].argmax(-1))
+    # top_p reaches the verification too: a tiny top_p leaves the argmax alone
+    got = verify_drafts(logits, drafts, blk, nd, one, seed, off, "token", None, 1e-6)
+    assert got.accepted.tolist() == [3, 1]
+    assert torch.equal(got.out_tokens[0], logits[0].argmax(-1))
+    assert int(got.out_tokens[1, 1]) == int(logits[1, 1].argmax())
+    untruncated = rejection_sample(logits, drafts, q, one, seed, off, nd)
+    assert not torch.equal(untruncated.out_tokens, got.out_tokens)
 
 
 @pytest.mark.parametrize("method", ["token", "block"])

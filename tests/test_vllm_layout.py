@@ -46,6 +46,9 @@ def test_draft_inputs():
     pt = torch.softmax(torch.randn(6, 4), 0).t()
     r, p = L.draft_inputs(rows, pt)
     assert p.stride(-1) == 1 and torch.equal(p, pt) and r is rows
+    every_other = torch.softmax(torch.randn(4, 12), -1)[:, ::2]  # vocabulary stride 2
+    r, p = L.draft_inputs(rows, every_other)
+    assert p.stride(-1) == 1 and torch.equal(p, every_other)
 
 
 def test_vllm_output():
