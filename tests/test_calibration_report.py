@@ -227,3 +227,14 @@ def test_bootstrap_default_sample_count():
     row = cal.ece_with_interval(p, y, bins=20)[0]
     _, lo, hi = _interval_direct(p, y, m, 1000, 0, 20)[0]
     assert (row["lo"], row["hi"]) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
+
+
+def test_default_grid():
+    g = cal.default_grid()
+    assert g.dtype == torch.float64 and g.shape == (241,)
+    assert float(g[0]) == pytest.approx(0.05, rel=1e-12)
+    assert float(g[-1]) == pytest.approx(20.0, rel=1e-12)
+    assert int((g == 1.0).sum()) == 1 and int(torch.argmin((g - 1.0).abs())) == 120
+    ratio = g[1:] / g[:-1]
+    ratio = torch.cat([ratio[:119], ratio[121:]])  # the two neighbours of the exact 1.0
+    assert torch.allclose(ratio, torch.full_like(ratio, (400.0) ** (1 / 240)), rtol=1e-9)
