@@ -40,6 +40,9 @@ def test_append_ragged_empty():
     out, n = append_ragged(e, torch.zeros(2, dtype=torch.int64), e, torch.zeros(2,
                                                                                 dtype=torch.int64))
     assert out.shape == (2, 0) and n.tolist() == [0, 0]
+    one, none = torch.tensor([[4], [5]]), torch.zeros(2, 0, dtype=torch.int64)
+    out, n = append_ragged(one, torch.tensor([0, 1]), none, torch.zeros(2, dtype=torch.int64))
+    assert out.shape == (2, 1) and out[1].tolist() == [5] and n.tolist() == [0, 1]
     b = torch.tensor([[4, 5], [6, 7]])
     out, n = append_ragged(e, torch.zeros(2, dtype=torch.int64), b, torch.tensor([2, 1]))
     assert out[0].tolist() == [4, 5] and out[1, 0] == 6 and n.tolist() == [2, 1]

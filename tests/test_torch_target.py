@@ -50,8 +50,9 @@ def test_kv_cache_block_positions_and_mask():
 def test_kv_cache_errors():
     c = KVCache(1, torch.device("cpu"))
     k, v = _kv(1, 2, 0)
-    with pytest.raises(RuntimeError, match=r"outside a block \(call begin first\)"):
+    with pytest.raises(RuntimeError) as e:
         c.update(0, k, v)
+    assert str(e.value) == "KVCache.update called outside a block (call begin first)"
     c.begin(3)
     with pytest.raises(ValueError, match="k/v carry 2 tokens, the block has 3"):
         c.update(0, k, v)
@@ -75,6 +76,35 @@ def test_kv_cache_grows_keeping_entries():
         written.append(k)
         assert torch.equal(k_all, torch.cat(written, 2)) and k_all.shape[2] == 30 * (step + 1)
         assert torch.equal(v_all, -k_all)
+
+
+def test_kv_cache_large_blocks_and_wide_heads():
+    """A first block past the initial capacity, then blocks that more than double it, with a
+    head dimension larger than the token count."""
+    c = KVCache(1, torch.device("cpu"))
+    written = []
+    for step, n in enumerate((150, 20, 400)):
+        c.begin(n)
+        k, v = _kv(1, n, step, h=1, d=160)
+        k_all, _, _ = c.update(0, k, v)
+        c.commit(torch.tensor([n]))
+        written.append(k)
+        assert torch.equal(k_all, torch.cat(written, 2))
+
+
+def test_kv_cache_layers_written_out_of_order():
+    c = KVCache(2, torch.device("cpu"))
+    c.begin(2)
+    k, v = _kv(2, 2, 0)
+    c.update(1, k, v)  # layer 0 never written: its slot stays empty
+    c.commit(torch.tensor([2, 1]))
+    c.select_rows(torch.tensor([1]))
+    c.begin(1)
+    k2, v2 = _kv(1, 1, 1)
+    k_all, _, _ = c.update(1, k2, v2)
+    assert torch.equal(k_all[0, :, :1], k[1, :, :1]) and torch.equal(k_all[0, :, 1:2], k2[0])
+    k_all0, _, _ = c.update(0, k2, v2)  # a layer's first write on a cache that has rows
+    assert k_all0.shape == (1, 2, 2, 3) and torch.equal(k_all0[0, :, 1:2], k2[0])
 
 
 def test_kv_cache_truncate_and_select_rows():
@@ -153,15 +183,18 @@ def test_torch_target_features_and_arguments():
     assert t.prefill(toks, torch.tensor([3])).features is None
     with pytest.raises(ValueError, match="final layer 2"):
         t.reset(1, [2])
-    with pytest.raises(TypeError, match=r"forward must be callable \(tokens, positions, cache\)"):
+    with pytest.raises(TypeError) as e:
         TorchTarget(None, vocab_size=4, hidden_size=4, num_layers=1)
+    assert str(e.value) == "forward must be callable (tokens, positions, cache) -> logits"
+    meta = TorchTarget(lm, vocab_size=16, hidden_size=16, num_layers=3, device="meta")
+    assert meta.device == torch.device("meta")
     t2 = TorchTarget(lambda tok, pos, cache: torch.zeros(tok.shape[0], tok.shape[1], 4),
                      vocab_size=4.0, hidden_size=8.0, num_layers=2.0)
     assert (t2.vocab_size, t2.hidden_size, t2.num_layers) == (4, 8, 2)
     assert isinstance(t2.vocab_size, int) and isinstance(t2.num_layers, int)
-    with pytest.raises(RuntimeError, match=r"TorchTarget: call reset\(batch_size, "
-                                           r"target_layer_ids\) first"):
+    with pytest.raises(RuntimeError) as e:
         t2.forward(toks, torch.tensor([3]))
+    assert str(e.value) == "TorchTarget: call reset(batch_size, target_layer_ids) first"
     t2.reset(1)
     assert t2.forward(toks, torch.tensor([3])).logits.shape == (1, 3, 4)  # logits alone
     t2.reset(1, [0])
