@@ -79,11 +79,11 @@ def test_kv_cache_grows_keeping_entries():
 
 
 def test_kv_cache_large_blocks_and_wide_heads():
-    """A first block past the initial capacity, then blocks that more than double it, with a
-    head dimension larger than the token count."""
+    """A first block past the initial capacity, a block that fits the head dimension (160)
+    but not the capacity, then blocks that more than double it."""
     c = KVCache(1, torch.device("cpu"))
     written = []
-    for step, n in enumerate((150, 20, 400)):
+    for step, n in enumerate((70, 30, 150, 400)):
         c.begin(n)
         k, v = _kv(1, n, step, h=1, d=160)
         k_all, _, _ = c.update(0, k, v)
