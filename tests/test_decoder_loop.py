@@ -7,6 +7,7 @@ import torch
 from dspark_ext import NgramDrafter, SpeculativeDecoder, TorchTarget
 from dspark_ext.decoding.emit import Emitter
 from dspark_ext.drafters.base import DraftBlock
+from dspark_ext.targets.kv_cache import KVCache
 from test_drafter_proposals import greedy_continuation, small_torch_lm
 
 V = 16
@@ -38,6 +39,11 @@ def test_emitter_edges():
     e = Emitter(2, 3, None, None)
     done = e.emit(torch.tensor([1, 0]), torch.tensor([[7, -1], [5, 6]]), torch.tensor([1, 2]))
     assert e.new_tokens == [[5, 6], [7]] and done.tolist() == [False, False]
+    # token id 0 is a token like any other
+    z = Emitter(1, 5, None, None)
+    assert z.emit(torch.tensor([0]), torch.tensor([[0, 0]]), torch.tensor([2])).tolist() \
+        == [False]
+    assert z.new_tokens == [[0, 0]]
     # a -1 past the count is padding, not a masked row
     done = e.emit(torch.tensor([1]), torch.tensor([[8, -1]]), torch.tensor([1]))
     assert e.new_tokens[1] == [7, 8] and done.tolist() == [False]
@@ -266,8 +272,8 @@ def test_observers_record_stats_and_profile():
     assert len(obs.calls) == ref.stats.num_rounds and out.new_tokens == ref.new_tokens
     assert [c[2] for c in obs.calls] == [r.accepted.tolist() for r in ref.stats.rounds]
     prof = dec.generate(PROMPTS, max_new_tokens=5, profile=True)
-    assert {"prefill", "draft", "target_forward", "verify_op", "bookkeeping"} <= set(
-        prof.stats.timings)
+    assert set(prof.stats.timings) == {"prefill", "draft", "target_forward", "verify_op",
+                                       "bookkeeping"}
     assert all(v >= 0 for v in prof.stats.timings.values())
     assert ref.stats.timings == {}
 
@@ -320,6 +326,7 @@ def test_gamma_and_argument_errors():
     _, target = _target()
     dec = SpeculativeDecoder(target, Scripted())
     assert dec._gamma(None) == 4 and dec.verify == "token" and dec.method == "token"
+    assert dec._gamma(1) == 1
     assert SpeculativeDecoder(target, Scripted(max_draft=3))._gamma(None) == 3
     assert SpeculativeDecoder(target, Scripted(max_draft=3), gamma=2)._gamma(None) == 2
     assert SpeculativeDecoder(target, Scripted(), gamma=2)._gamma(5) == 5
@@ -351,3 +358,161 @@ def test_accepts_a_torch_model_through_as_target():
     _, target = _target()
     dec = SpeculativeDecoder(target, Scripted())
     assert dec.target is target
+
+
+# ------------------------------------------------------------------ what the target and the
+# drafter see
+
+class Recording:
+    """A Target adapter around ``inner`` that records every forward's width and lengths."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def prefill(self, tokens, lengths):
+        return self.inner.prefill(tokens, lengths)
+
+    def forward(self, tokens, lengths):
+        self.calls.append((tokens.shape[1], lengths.tolist()))
+        return self.inner.forward(tokens, lengths)
+
+    def truncate(self, lengths):
+        self.inner.truncate(lengths)
+
+
+class Oracle(Scripted):
+    """Proposes the target's own greedy continuation of each row's committed context."""
+
+    def __init__(self, lm, **kw):
+        super().__init__(**kw)
+        self.lm = lm
+
+    def reset(self, b, device):
+        self.ctx = [[] for _ in range(b)]
+
+    def update(self, ctx):
+        super().update(ctx)
+        for r in range(len(self.ctx)):
+            self.ctx[r] += ctx.tokens[r, : int(ctx.lengths[r])].tolist()
+
+    def draft(self, anchor, pos, gamma, temperature, seed, offset):
+        super().draft(anchor, pos, gamma, temperature, seed, offset)
+        return DraftBlock(torch.tensor([greedy_continuation(self.lm, c + [int(a)], gamma)
+                                        for c, a in zip(self.ctx, anchor)]))
+
+    def select_rows(self, rows):
+        super().select_rows(rows)
+        self.ctx = [self.ctx[r] for r in rows.tolist()]
+
+
+def test_target_forwards_the_verified_width_and_lengths():
+    lm, inner = _target()
+    target = Recording(inner)
+
+    class PerRow:
+        """Row r verifies (r + round) % 3 drafts, as int32; records the blocks it sees."""
+
+        def __init__(self):
+            self.shapes, self.n = [], 0
+
+        def reset(self):
+            pass
+
+        def __call__(self, block, max_len):
+            self.shapes.append(tuple(block.draft_tokens.shape))
+            self.n += 1
+            want = (torch.arange(max_len.shape[0]) + self.n) % 3
+            return torch.minimum(want, max_len).to(torch.int32)
+
+    pol = PerRow()
+    out = SpeculativeDecoder(target, Oracle(lm), gamma=3, length_policy=pol).generate(
+        PROMPTS, max_new_tokens=9)
+    for r, p in enumerate(PROMPTS):
+        assert out.new_tokens[r] == greedy_continuation(lm, p, 9)
+    st = out.stats
+    assert len(target.calls) == st.num_rounds and pol.shapes[0] == (3, 3)
+    for (width, lengths), rnd in zip(target.calls, st.rounds):
+        assert width == int(rnd.verified.max()) + 1  # the anchor and the verified drafts
+        assert lengths == (rnd.verified + 1).tolist()
+        assert (rnd.accepted == rnd.verified).all()  # the oracle: every verified one
+    assert len({tuple(r.verified.tolist()) for r in st.rounds}) > 1
+
+
+def test_skipped_round_updates_are_one_token_wide():
+    lm, target = _target()
+
+    class Never:
+        def reset(self):
+            pass
+
+        def draft_this_round(self, rows):
+            return False
+
+        def __call__(self, block, max_len):
+            return max_len
+
+    d = Scripted()
+    out = SpeculativeDecoder(target, d, gamma=2, length_policy=Never()).generate(
+        PROMPTS, max_new_tokens=3)
+    assert d.drafts == [] and out.new_tokens[0] == greedy_continuation(lm, PROMPTS[0], 3)
+    for upd in d.updates[1:]:
+        assert upd.tokens.shape == upd.positions.shape == (3, 1)
+
+
+def test_drafter_features_reach_every_update():
+    lm, target = _target(layers=3)
+    d = Oracle(lm)
+    d.target_layer_ids, d.target_hidden_size = [0, 1], 16
+    SpeculativeDecoder(target, d, gamma=2).generate(PROMPTS[:1], max_new_tokens=4)
+    ctx = []
+    for upd in d.updates:
+        n = int(upd.lengths[0])
+        ctx += upd.tokens[0, :n].tolist()
+        cache = KVCache(1, torch.device("cpu"))
+        with torch.no_grad():
+            _, hidden = lm(torch.tensor([ctx]), cache.begin(len(ctx)), cache)
+        want = torch.cat([hidden[1], hidden[2]], -1)[0, len(ctx) - n:]
+        assert upd.features.shape[-1] == 32
+        torch.testing.assert_close(upd.features[0, :n], want, atol=1e-5, rtol=1e-5)
+
+
+def test_a_drafter_with_only_the_methods():
+    lm, target = _target()
+
+    class Bare:
+        def reset(self, b, device):
+            pass
+
+        def update(self, ctx):
+            pass
+
+        def draft(self, anchor, pos, gamma, temperature, seed, offset):
+            return DraftBlock((anchor[:, None] + torch.arange(1, gamma + 1)) % V)
+
+        def select_rows(self, rows):
+            pass
+
+    dec = SpeculativeDecoder(target, Bare())
+    assert dec._gamma(None) == 4
+    out = dec.generate(PROMPTS, max_new_tokens=5)
+    assert out.new_tokens[0] == greedy_continuation(lm, PROMPTS[0], 5)
+    half = Bare()
+    half.target_layer_ids = [0]  # features, no declared size: not checked
+    SpeculativeDecoder(target, half)
+
+
+@pytest.mark.parametrize("trunc", [{"top_k": 1}, {"top_p": 1e-6}])
+def test_truncation_reaches_the_first_token_and_every_round(trunc):
+    """top_k = 1 (or a tiny top_p) at T = 1 leaves the argmax alone: greedy output."""
+    lm, target = _target()
+    prompts = PROMPTS + [[7], [8, 9, 10], [11, 12]]
+    out = SpeculativeDecoder(target, NgramDrafter(), gamma=2).generate(
+        prompts, max_new_tokens=6, temperature=1.0, seed=3, **trunc)
+    for r, p in enumerate(prompts):
+        assert out.new_tokens[r] == greedy_continuation(lm, p, 6)
+    free = SpeculativeDecoder(target, NgramDrafter(), gamma=2).generate(
+        prompts, max_new_tokens=6, temperature=1.0, seed=3)
+    assert [t[0] for t in free.new_tokens] != [t[0] for t in out.new_tokens]  # T = 1 differs

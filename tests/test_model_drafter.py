@@ -5,36 +5,15 @@ import torch
 
 from dspark_ext import ModelDrafter, SpeculativeDecoder, TorchTarget
 from dspark_ext.ops.sampling import sample_draft
-from test_decoder_loop import PROMPTS, V
+from test_decoder_loop import PROMPTS, V, Recording
 from test_drafter_proposals import greedy_continuation, small_torch_lm, update
-
-
-class Feeds:
-    """A Target adapter around ``inner`` that records the width of every forward."""
-
-    def __init__(self, inner):
-        self.inner, self.widths = inner, []
-        self.vocab_size = inner.vocab_size
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def prefill(self, tokens, lengths):
-        return self.inner.prefill(tokens, lengths)
-
-    def forward(self, tokens, lengths):
-        self.widths.append(tokens.shape[1])
-        return self.inner.forward(tokens, lengths)
-
-    def truncate(self, lengths):
-        self.inner.truncate(lengths)
 
 
 def _pair(copy):
     target_lm = small_torch_lm(seed=1, layers=2)
     draft_lm = target_lm if copy else small_torch_lm(seed=6)
     target = TorchTarget(target_lm, vocab_size=V, hidden_size=16, num_layers=2)
-    feeds = Feeds(TorchTarget(draft_lm, vocab_size=V, hidden_size=16,
+    feeds = Recording(TorchTarget(draft_lm, vocab_size=V, hidden_size=16,
                               num_layers=2 if copy else 1))
     return target_lm, target, ModelDrafter(feeds), feeds
 
@@ -60,12 +39,13 @@ def test_rollback_feeds_only_what_was_not_run():
     out = SpeculativeDecoder(target, d, gamma=gamma).generate([[3, 4, 5, 6]],
                                                               max_new_tokens=20)
     st = out.stats
-    firsts = feeds.widths[::gamma]  # gamma forwards per round, the first one per round
+    widths = [w for w, _ in feeds.calls]
+    firsts = widths[::gamma]  # gamma forwards per round, the first one per round
     assert len(firsts) == st.num_rounds
     want = [1] + [2 if int(r.accepted[0]) == gamma else 1 for r in st.rounds[:-1]]
     assert firsts == want
     assert 1 in want[1:]  # a rejection happened
-    assert all(w == 1 for w in feeds.widths[1::gamma])  # then one token per position
+    assert all(w == 1 for i, w in enumerate(widths) if i % gamma)  # then one token per position
 
 
 def test_skipped_rounds_feed_the_plain_steps():
