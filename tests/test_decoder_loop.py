@@ -460,6 +460,10 @@ def test_skipped_round_updates_are_one_token_wide():
     assert d.drafts == [] and out.new_tokens[0] == greedy_continuation(lm, PROMPTS[0], 3)
     for upd in d.updates[1:]:
         assert upd.tokens.shape == upd.positions.shape == (3, 1)
+    prof = SpeculativeDecoder(target, d, gamma=2, length_policy=Never()).generate(
+        PROMPTS, max_new_tokens=3, profile=True)
+    assert set(prof.stats.timings) == {"prefill", "draft", "target_forward", "verify_op",
+                                       "bookkeeping"}
 
 
 def test_drafter_features_reach_every_update():
