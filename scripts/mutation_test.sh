@@ -38,14 +38,15 @@ find "$MUT_DIR" -name __pycache__ -prune -exec rm -rf {} +
 } > "$MUT_DIR/setup.cfg"
 cd "$MUT_DIR"
 mutmut run --max-children "${MUT_JOBS:-2}" || true
-mutmut results > results.txt || true
+mutmut results --all true > results.txt || true
 python3 - <<'PY'
 import collections, re
-counts = collections.Counter()
+counts = collections.defaultdict(collections.Counter)  # module -> status -> mutants
 for line in open("results.txt"):
-    m = re.match(r"\s*(\S+): (.+)$", line)
+    m = re.match(r"\s*(\S+?)\.x\S*__mutmut_\d+: (.+)$", line)
     if m:
-        counts[m.group(2).strip()] += 1
-print(dict(counts))
+        counts[m.group(1)][m.group(2).strip()] += 1
+for module, c in sorted(counts.items()):
+    print(f"{module}: {sum(c.values())} mutants, {dict(c)}")
 PY
 echo "survivors and their diffs: cd $MUT_DIR && mutmut results && mutmut show <name>"
