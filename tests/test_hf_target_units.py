@@ -140,3 +140,85 @@ def test_features_right_padded(model):
     assert t.prefill(torch.tensor([[3]]), torch.tensor([1])).features is None
     with pytest.raises(ValueError, match="final layer 2"):
         t.reset(1, [2])
+
+
+def test_lengths_after_reset_and_two_blocks_without_truncation(model):
+    t = HFTarget(model)
+    t.reset(2)
+    assert t.lengths().tolist() == [0, 0] and t.lengths().dtype == torch.int64
+    t.prefill(torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([3, 2]))
+    t.forward(torch.tensor([[8, 9], [10, 0]]), torch.tensor([2, 1]))  # row 1: a hole
+    out = t.forward(torch.tensor([[11], [12]]), torch.tensor([1, 1]))  # no truncate between
+    torch.testing.assert_close(out.logits[0, 0], _alone(model, [3, 4, 5, 8, 9, 11])[-1],
+                               atol=ATOL, rtol=0)
+    torch.testing.assert_close(out.logits[1, 0], _alone(model, [6, 7, 10, 12])[-1],
+                               atol=ATOL, rtol=0)
+
+
+def test_without_transformers(model, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(ImportError) as e:
+        HFTarget(model)
+    assert str(e.value) == "HFTarget needs transformers: pip install 'dspark_ext[hf]'"
+
+
+def test_text_config_and_missing_position_limit():
+    """A config with a text sub-config (multimodal models) is read through
+    ``get_text_config``; a plain config without ``max_position_embeddings`` gives None."""
+    import types
+    m = tiny_hf(layers=1)
+    real = m.config
+
+    class Outer:
+        def get_text_config(self):
+            return real
+
+    m.config = Outer()
+    t = HFTarget(m)
+    assert t.config is real and t.hidden_size == 32 and t.max_positions == 512
+    m.config = types.SimpleNamespace(hidden_size=32)
+    t = HFTarget(m)
+    assert t.hidden_size == 32 and t.max_positions is None and t.config is m.config
+
+
+class _Named(torch.nn.Module):
+    """A causal LM whose forward names its cache argument as the subclass does (no
+    ``**kwargs``)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.config, self.model = inner, inner.config, inner.model
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+    def get_output_embeddings(self):
+        return self.inner.get_output_embeddings()
+
+
+class _PastKeyValues(_Named):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+                use_cache=True, logits_to_keep=0):
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=position_ids, cache=past_key_values,
+                          use_cache=use_cache, logits_to_keep=logits_to_keep)
+
+
+class _Cache(_Named):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None,
+                use_cache=True, logits_to_keep=0):
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=position_ids, cache=cache, use_cache=use_cache,
+                          logits_to_keep=logits_to_keep)
+
+
+@pytest.mark.parametrize("cls", [_PastKeyValues, _Cache])
+def test_cache_argument_by_name(model, cls):
+    """Older transformers call the cache ``past_key_values``, newer ones ``cache``."""
+    t = HFTarget(cls(model))
+    t.reset(1)
+    t.prefill(torch.tensor([[3, 4]]), torch.tensor([2]))
+    out = t.forward(torch.tensor([[5]]), torch.tensor([1]))
+    torch.testing.assert_close(out.logits[0, 0], _alone(model, [3, 4, 5])[-1], atol=ATOL,
+                               rtol=0)
