@@ -77,6 +77,10 @@ def test_decoder_layers_and_capture():
 
     with pytest.raises(TypeError, match="NotAList: cannot find"):
         decoder_layers(NotAList())
+    class OnlyModel:
+        model = m.model  # ``model.layers`` and no ``get_decoder``
+
+    assert decoder_layers(OnlyModel()) is m.model.layers
     ids = torch.tensor([[3, 4, 5]])
     with torch.no_grad():
         hs = m(ids, output_hidden_states=True).hidden_states
@@ -101,6 +105,36 @@ def test_decoder_layers_and_capture():
     assert LayerCapture(m, []).features() is None
 
 
+class _TupleLayer(torch.nn.Module):
+    def forward(self, x):
+        return x * 2, "extra"  # like layers that also return attention weights
+
+
+class _TupleModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.model = torch.nn.Module()
+        self.model.layers = torch.nn.ModuleList([_TupleLayer(), _TupleLayer()])
+        self.embed = torch.nn.Identity()
+
+    def get_input_embeddings(self):
+        return self.embed
+
+    def forward(self, x):
+        x = self.embed(x)
+        for layer in self.model.layers:
+            x = layer(x)[0]
+        return x
+
+
+def test_capture_takes_the_hidden_state_of_tuple_outputs():
+    m = _TupleModel()
+    cap = LayerCapture(m, [-1, 0, 1])
+    x = torch.ones(1, 2, 3)
+    m(x)
+    torch.testing.assert_close(cap.features(), torch.cat([x, 2 * x, 4 * x], -1))
+
+
 def _result(flags):
     b = flags.shape[0]
     return VerifyResult(torch.zeros(b, dtype=torch.int64), torch.zeros(b, 3, dtype=torch.int64),
@@ -123,6 +157,10 @@ def test_stats_recorder_keeps_a_round():
     assert r.confidence_logits.tolist() == conf.float().tolist()
     rows[0] = 7
     assert r.rows.tolist() == [2, 0]  # a copy
+    one = DraftBlock(torch.zeros(1, 1, dtype=torch.int64))  # gamma 1 is a drafted round
+    rec.on_round(torch.tensor([1]), torch.tensor([1]), torch.tensor([0]),
+                 _result(torch.zeros(1, 1, dtype=torch.int8)), one)
+    assert rec.stats.rounds.pop().drafted
     skip = DraftBlock(torch.zeros(1, 0, dtype=torch.int64))
     rec.on_round(torch.tensor([1]), torch.tensor([0]), torch.tensor([0]),
                  _result(torch.zeros(1, 0, dtype=torch.int8)), skip)
