@@ -4,7 +4,7 @@ import torch
 
 from dspark_ext import NgramDrafter
 from dspark_ext.drafters.base import (ContextUpdate, DraftBlock, Drafter, append_ragged,
-                                      kept_draft_state)
+                                      concat_ragged, kept_draft_state)
 
 
 def test_kept_draft_state():
@@ -59,3 +59,21 @@ def test_block_and_update_defaults():
 def test_drafter_protocol_is_runtime_checkable():
     assert isinstance(NgramDrafter(), Drafter)
     assert not isinstance(object(), Drafter)
+
+
+def test_concat_ragged_three_parts_two_groups():
+    g = torch.Generator().manual_seed(0)
+    widths, b = (2, 3, 1), 4
+    tok = [torch.randint(0, 99, (b, w), generator=g) for w in widths]
+    feat = [torch.randn(b, w, 2, generator=g) for w in widths]
+    lens = [torch.tensor([2, 0, 1, 2]), torch.tensor([3, 1, 0, 0]), torch.tensor([1, 1, 0, 1])]
+    out_tok, out_feat, n = concat_ragged(lens, tok, feat)
+    assert n.tolist() == [6, 2, 1, 3]
+    assert out_tok.shape == (b, 6) and out_feat.shape == (b, 6, 2)
+    for r in range(b):
+        want = sum((tok[s][r, : int(lens[s][r])].tolist() for s in range(3)), [])
+        assert out_tok[r, : len(want)].tolist() == want
+        want_f = torch.cat([feat[s][r, : int(lens[s][r])] for s in range(3)])
+        assert torch.equal(out_feat[r, : len(want)], want_f)
+    one, m = concat_ragged([torch.tensor([1, 0])], [torch.tensor([[5], [6]])])
+    assert one[0].tolist() == [5] and m.tolist() == [1, 0]

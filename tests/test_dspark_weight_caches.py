@@ -1,6 +1,7 @@
 """The DSpark drafter's cached weight copies (issue 21, mutation testing): the fused Q/K/V
 and gate/up projections and the Markov op's float32 copies of float16 weights are rebuilt
 exactly when a part changes (storage, in-place update, dtype, shape) and never otherwise."""
+import pytest
 import torch
 
 from dspark_ext.drafters.dspark.fused import FusedLinear
@@ -36,6 +37,21 @@ def test_fused_linear_concatenates_and_caches():
     assert b8 is None
     wide = [torch.randn(3, 4, generator=g), torch.randn(2, 4, generator=g)]
     assert f.get(wide, [None, None])[0].shape == (5, 4)
+
+
+def test_fused_linear_refresh_and_current():
+    f = FusedLinear()
+    with pytest.raises(RuntimeError) as e:
+        f.current()
+    assert str(e.value) == "FusedLinear.current() before refresh()"
+    ws = [torch.ones(2, 3), torch.zeros(1, 3)]
+    f.refresh(ws, [None, None])
+    w, b = f.current()
+    assert torch.equal(w, torch.cat(ws)) and b is None
+    ws[0].add_(1.0)
+    assert f.current()[0] is w  # current() does not look at the parts
+    f.refresh(ws, [None, None])
+    assert torch.equal(f.current()[0][:2], ws[0])
 
 
 def test_fused_linear_sees_a_reshaped_view():
