@@ -34,7 +34,11 @@ find "$MUT_DIR" -name __pycache__ -prune -exec rm -rf {} +
   echo "also_copy ="
   echo "    tests"
   for so in "$ROOT"/dspark_ext/_C*.so; do echo "    dspark_ext/$(basename "$so")"; done
-  echo "pytest_add_cli_args = -p no:cacheprovider -q"
+  # One argument per line: a one-line value reaches pytest as a single argument.
+  # MUT_SKIP_SLOW=1 leaves out the tests marked slow (statistical ones).
+  echo "pytest_add_cli_args ="
+  for a in -p no:cacheprovider -q; do echo "    $a"; done
+  if [ "${MUT_SKIP_SLOW:-0}" = 1 ]; then echo "    -m"; echo "    not slow"; fi
 } > "$MUT_DIR/setup.cfg"
 cd "$MUT_DIR"
 mutmut run --max-children "${MUT_JOBS:-2}" || true
