@@ -50,6 +50,17 @@ def test_dtype_build_and_repr():
         d.extra_repr()
 
 
+def test_fresh_weights_use_the_initializer_range():
+    cfg = make_config("vanilla")
+    m = DSparkDrafter(cfg)
+    std = cfg.initializer_range
+    for name, p in m.named_parameters():
+        if name.endswith("weight") and p.dim() == 2:
+            assert abs(float(p.detach().std()) - std) < 0.3 * std, name  # not the default init
+        elif "norm" in name:
+            assert bool((p == 1).all()), name
+
+
 def test_block_sizes_change_between_calls():
     """gamma 2, then 4, then 2 again: each block has its own width of steps."""
     model = make_model("vanilla_conf_markov")
