@@ -219,6 +219,36 @@ def test_skipped_rounds_are_plain_target_steps():
             assert upd.accepted is None and upd.lengths.tolist() == [1] * len(rnd.rows)
 
 
+def test_policy_is_told_every_round():
+    lm, target = _target()
+
+    class Told:
+        def __init__(self):
+            self.rounds = []
+
+        def reset(self):
+            pass
+
+        def observe_round(self, drafted, tokens, seconds):
+            self.rounds.append((drafted, tokens, seconds))
+
+        def draft_this_round(self, rows):
+            return len(self.rounds) % 2 == 1  # round 1 skips, round 2 drafts, ...
+
+        def __call__(self, block, max_len):
+            return max_len
+
+    pol = Told()
+    out = SpeculativeDecoder(target, Scripted(), gamma=2, length_policy=pol).generate(
+        PROMPTS, max_new_tokens=6)
+    st = out.stats
+    assert len(pol.rounds) == st.num_rounds
+    for (drafted, tokens, seconds), rnd in zip(pol.rounds, st.rounds):
+        assert drafted == rnd.drafted and seconds >= 0
+        assert tokens == int(rnd.accepted.sum()) + len(rnd.rows)  # accepted + 1 per row
+    assert [d for d, _, _ in pol.rounds][:2] == [False, True]
+
+
 def test_policy_precedence_and_reset():
     _, target = _target()
 

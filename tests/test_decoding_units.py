@@ -152,6 +152,22 @@ def test_scheduled_gate_skips_when_drafting_loses():
     assert not capped.draft_this_round(1)
 
 
+def test_scheduled_measured_gate_and_round_reports():
+    table = _sps().table(40)
+    pol = Scheduled(table, draft_time="measured", probe_every=3)
+    assert isinstance(pol.gate, sched.MeasuredGate) and pol.gate.probe_every == 3
+    seen = []
+    pol.gate.observe_round = lambda *a: seen.append(a)
+    pol.observe_round(True, 5, 0.25)
+    assert seen == [(True, 5, 0.25)]
+    Scheduled(table).observe_round(False, 1, 0.1)  # no gate: nothing to tell
+    with pytest.raises(ValueError) as e:
+        Scheduled(table, draft_time="fast")
+    assert str(e.value) == ("draft_time must be seconds, a function of the rows or "
+                            "'measured', got 'fast'")
+    assert isinstance(Scheduled(table, draft_time=0.5).gate, sched.DraftGate)
+
+
 # ------------------------------------------------------------------ stats
 
 def _round(rows, verified, accepted, k, z=True, drafted=True):
