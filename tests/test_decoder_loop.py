@@ -1,6 +1,8 @@
 """The decoding loop and the emitter on a tiny plain-torch target (issue 21, mutation
 testing): what each round hands the drafter, the skip path, outputs and padding, argument
 errors, observers and profiling, and the emitter's cut of a round (count, -1, EOS, room)."""
+import time
+
 import pytest
 import torch
 
@@ -239,9 +241,12 @@ def test_policy_is_told_every_round():
             return max_len
 
     pol = Told()
+    t0 = time.perf_counter()
     out = SpeculativeDecoder(target, Scripted(), gamma=2, length_policy=pol).generate(
         PROMPTS, max_new_tokens=6)
+    elapsed = time.perf_counter() - t0
     st = out.stats
+    assert sum(s for _, _, s in pol.rounds) <= elapsed  # each round's own wall time
     assert len(pol.rounds) == st.num_rounds
     for (drafted, tokens, seconds), rnd in zip(pol.rounds, st.rounds):
         assert drafted == rnd.drafted and seconds >= 0
