@@ -16,23 +16,14 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
 #include "../small_linear_args.h"
+#include "avx2_dot.h"
 
 namespace dspark {
 namespace cpu {
 namespace {
 
-#if defined(__AVX2__) && defined(__FMA__)
-inline float hsum8(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
-
+#if defined(DSPARK_AVX2_DOT)
 // The tail of one output: x[m] . w[n] over k in [k8, K), plus the bias.
 inline float finish(float s, const float* xr, const float* wr, int64_t k8, int64_t K,
                     const float* bias, int64_t n) {
@@ -40,8 +31,9 @@ inline float finish(float s, const float* xr, const float* wr, int64_t k8, int64
   return s + (bias != nullptr ? bias[n] : 0.0f);
 }
 
-// Rows m0 and m0 + 1 of x against weight rows [n0, n0 + 4): eight named accumulators, so
-// they stay in registers (an accumulator array was spilled to the stack every step).
+// Rows m0 and m0 + 1 of x against weight rows [n0, n0 + 4): eight named accumulators
+// (avx2_dot.h), so they stay in registers (an accumulator array was spilled to the stack
+// every step).
 inline void tile2(const float* __restrict__ x, const float* __restrict__ w,
                   const float* __restrict__ bias, float* __restrict__ y, int64_t m0, int64_t n0,
                   int64_t N, int64_t K) {
@@ -51,28 +43,28 @@ inline void tile2(const float* __restrict__ x, const float* __restrict__ w,
   __m256 a10 = a00, a11 = a00, a12 = a00, a13 = a00;
   const int64_t k8 = K - K % 8;
   for (int64_t k = 0; k < k8; k += 8) {
-    const __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
-    const __m256 v2 = _mm256_loadu_ps(w2 + k), v3 = _mm256_loadu_ps(w3 + k);
-    const __m256 p = _mm256_loadu_ps(x0 + k), q = _mm256_loadu_ps(x1 + k);
-    a00 = _mm256_fmadd_ps(p, v0, a00);
-    a01 = _mm256_fmadd_ps(p, v1, a01);
-    a02 = _mm256_fmadd_ps(p, v2, a02);
-    a03 = _mm256_fmadd_ps(p, v3, a03);
-    a10 = _mm256_fmadd_ps(q, v0, a10);
-    a11 = _mm256_fmadd_ps(q, v1, a11);
-    a12 = _mm256_fmadd_ps(q, v2, a12);
-    a13 = _mm256_fmadd_ps(q, v3, a13);
+    const __m256 v0 = dot8::load(w0 + k), v1 = dot8::load(w1 + k);
+    const __m256 v2 = dot8::load(w2 + k), v3 = dot8::load(w3 + k);
+    const __m256 p = dot8::load(x0 + k), q = dot8::load(x1 + k);
+    a00 = dot8::fma(p, v0, a00);
+    a01 = dot8::fma(p, v1, a01);
+    a02 = dot8::fma(p, v2, a02);
+    a03 = dot8::fma(p, v3, a03);
+    a10 = dot8::fma(q, v0, a10);
+    a11 = dot8::fma(q, v1, a11);
+    a12 = dot8::fma(q, v2, a12);
+    a13 = dot8::fma(q, v3, a13);
   }
   float* y0 = y + m0 * N + n0;
   float* y1 = y0 + N;
-  y0[0] = finish(hsum8(a00), x0, w0, k8, K, bias, n0);
-  y0[1] = finish(hsum8(a01), x0, w1, k8, K, bias, n0 + 1);
-  y0[2] = finish(hsum8(a02), x0, w2, k8, K, bias, n0 + 2);
-  y0[3] = finish(hsum8(a03), x0, w3, k8, K, bias, n0 + 3);
-  y1[0] = finish(hsum8(a10), x1, w0, k8, K, bias, n0);
-  y1[1] = finish(hsum8(a11), x1, w1, k8, K, bias, n0 + 1);
-  y1[2] = finish(hsum8(a12), x1, w2, k8, K, bias, n0 + 2);
-  y1[3] = finish(hsum8(a13), x1, w3, k8, K, bias, n0 + 3);
+  y0[0] = finish(dot8::sum(a00), x0, w0, k8, K, bias, n0);
+  y0[1] = finish(dot8::sum(a01), x0, w1, k8, K, bias, n0 + 1);
+  y0[2] = finish(dot8::sum(a02), x0, w2, k8, K, bias, n0 + 2);
+  y0[3] = finish(dot8::sum(a03), x0, w3, k8, K, bias, n0 + 3);
+  y1[0] = finish(dot8::sum(a10), x1, w0, k8, K, bias, n0);
+  y1[1] = finish(dot8::sum(a11), x1, w1, k8, K, bias, n0 + 1);
+  y1[2] = finish(dot8::sum(a12), x1, w2, k8, K, bias, n0 + 2);
+  y1[3] = finish(dot8::sum(a13), x1, w3, k8, K, bias, n0 + 3);
 }
 
 // One row of x against weight rows [n0, n0 + 4).
@@ -84,17 +76,17 @@ inline void tile1(const float* __restrict__ x, const float* __restrict__ w,
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   const int64_t k8 = K - K % 8;
   for (int64_t k = 0; k < k8; k += 8) {
-    const __m256 p = _mm256_loadu_ps(x0 + k);
-    a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(w0 + k), a0);
-    a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(w1 + k), a1);
-    a2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(w2 + k), a2);
-    a3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(w3 + k), a3);
+    const __m256 p = dot8::load(x0 + k);
+    a0 = dot8::fma(p, dot8::load(w0 + k), a0);
+    a1 = dot8::fma(p, dot8::load(w1 + k), a1);
+    a2 = dot8::fma(p, dot8::load(w2 + k), a2);
+    a3 = dot8::fma(p, dot8::load(w3 + k), a3);
   }
   float* y0 = y + m0 * N + n0;
-  y0[0] = finish(hsum8(a0), x0, w0, k8, K, bias, n0);
-  y0[1] = finish(hsum8(a1), x0, w1, k8, K, bias, n0 + 1);
-  y0[2] = finish(hsum8(a2), x0, w2, k8, K, bias, n0 + 2);
-  y0[3] = finish(hsum8(a3), x0, w3, k8, K, bias, n0 + 3);
+  y0[0] = finish(dot8::sum(a0), x0, w0, k8, K, bias, n0);
+  y0[1] = finish(dot8::sum(a1), x0, w1, k8, K, bias, n0 + 1);
+  y0[2] = finish(dot8::sum(a2), x0, w2, k8, K, bias, n0 + 2);
+  y0[3] = finish(dot8::sum(a3), x0, w3, k8, K, bias, n0 + 3);
 }
 
 // Weight rows [n_begin, n_end) against every row of x.
@@ -119,7 +111,7 @@ void rows_block(const float* x, const float* w, const float* bias, float* y, int
 at::Tensor small_linear_cpu(const at::Tensor& x, const at::Tensor& weight,
                             const std::optional<at::Tensor>& bias) {
   check_small_linear_args(x, weight, bias);
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(DSPARK_AVX2_DOT)
   const int64_t K = weight.size(1), N = weight.size(0);
   const int64_t M = K > 0 ? x.numel() / K : 0;
   if (x.scalar_type() == at::kFloat && M >= 1 && M <= kSmallLinearMaxRows && K >= 8) {
