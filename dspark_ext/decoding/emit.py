@@ -36,7 +36,7 @@ class Emitter:
         """Append row i's first ``count[i]`` of ``tokens[i]`` (host tensors) to request
         ``rows[i]``, cut after an EOS and at ``max_new_tokens``; returns which rows finished
         (bool [R], host)."""
-        n, width = tokens.shape
+        width = tokens.shape[1]
         step = torch.arange(width)[None, :]
         # A target row with every logit masked (-1): nothing from it on, and the row stops.
         masked = (tokens < 0) & (step < count[:, None])
@@ -48,8 +48,7 @@ class Emitter:
             first_eos = torch.where(hit, step, width).amin(1)
             stop |= first_eos < keep
             keep = torch.minimum(keep, first_eos + 1)
-        room = self.max_new - self._emitted[rows]
-        keep = torch.minimum(keep, room)
+        keep = torch.minimum(keep, self.room(rows))
         self._emitted[rows] += keep
         done = stop | (self._emitted[rows] >= self.max_new)
         fresh: Dict[int, List[int]] = {}
