@@ -139,7 +139,8 @@ void check_values_cpu(const MarkovArgs& a) {
 
 void allocate_outputs(MarkovArgs& a) {
   const auto opts = a.base.options();
-  a.logits = at::empty({a.batch, a.steps, a.vocab}, opts);
+  a.logits = at::empty({a.batch, a.steps, a.topk > 0 ? a.topk : a.vocab}, opts);
+  if (a.topk > 0) a.ids = at::empty({a.batch, a.steps, a.topk}, opts.dtype(at::kLong));
   a.lse = at::empty({a.batch, a.steps}, opts.dtype(at::kFloat));
   a.conf = at::empty({a.batch, a.conf_weight.has_value() ? a.steps : 0}, opts.dtype(at::kFloat));
   if (a.teacher.has_value()) {
@@ -149,6 +150,7 @@ void allocate_outputs(MarkovArgs& a) {
     if (debug_poison_outputs()) a.tokens.fill_(kPoisonIndex);
   }
   if (debug_poison_outputs()) {
+    if (a.topk > 0) a.ids.fill_(kPoisonIndex);
     a.logits.fill_(std::numeric_limits<float>::quiet_NaN());
     a.lse.fill_(std::numeric_limits<float>::quiet_NaN());
     a.conf.fill_(std::numeric_limits<float>::quiet_NaN());
@@ -156,6 +158,11 @@ void allocate_outputs(MarkovArgs& a) {
 }
 
 }  // namespace
+
+int64_t checked_topk(int64_t topk) {
+  TORCH_CHECK(topk >= 1, kOp, ": topk must be >= 1 (the candidates per position), got ", topk);
+  return topk;
+}
 
 MarkovArgs make_markov_args(const at::Tensor& base_logits, const at::Tensor& anchor_tokens,
                             const at::Tensor& w1, const at::Tensor& w2,
@@ -166,7 +173,8 @@ MarkovArgs make_markov_args(const at::Tensor& base_logits, const at::Tensor& anc
                             const std::optional<at::Tensor>& head_bias,
                             const std::optional<at::Tensor>& conf_weight,
                             const std::optional<at::Tensor>& conf_bias,
-                            const std::optional<at::Tensor>& teacher_tokens) {
+                            const std::optional<at::Tensor>& teacher_tokens,
+                            int64_t topk) {
   MarkovArgs a;
   check_float_dtype("base_logits", base_logits);
   TORCH_CHECK(base_logits.device().is_cpu() || base_logits.device().is_cuda(), kOp,
@@ -185,6 +193,9 @@ MarkovArgs make_markov_args(const at::Tensor& base_logits, const at::Tensor& anc
               ": base_logits must be contiguous in its last (vocabulary) dimension, got stride ",
               base_logits.stride(2), " (call .contiguous())");
   a.base = base_logits;
+  TORCH_CHECK(topk >= 0 && topk <= a.vocab, kOp, ": topk must lie in [1, V] = [1, ", a.vocab,
+              "] (the candidates per position), got ", topk);
+  a.topk = topk;
 
   a.anchor = checked_vector("anchor_tokens", anchor_tokens, at::kLong, a.batch, base_logits);
   check_weight_dtype("w1 (markov_head.markov_w1.weight)", w1);

@@ -34,10 +34,12 @@ struct MarkovArgs {
   std::optional<at::Tensor> conf_bias;     // [1] or [] or none
   std::optional<at::Tensor> teacher;       // int64 [B, K]: teacher-forced (block) mode
   int64_t batch = 0, steps = 0, vocab = 0, rank = 0, hidden_size = 0;
+  int64_t topk = 0;  // top-k Markov correction (markov_sample_topk); 0: dense
   bool conf_with_markov = false;
   // Outputs.
   at::Tensor tokens;  // int64 [B, K]
-  at::Tensor logits;  // [B, K, V], dtype of base
+  at::Tensor logits;  // [B, K, V] (top-k: [B, K, topk], the candidates'), dtype of base
+  at::Tensor ids;     // top-k only: int64 [B, K, topk], the candidates' vocabulary ids
   at::Tensor lse;     // float32 [B, K]
   at::Tensor conf;    // float32 [B, K], or [B, 0] without the confidence head
 
@@ -53,6 +55,17 @@ MarkovArgs make_markov_args(const at::Tensor& base_logits, const at::Tensor& anc
                             const std::optional<at::Tensor>& head_bias,
                             const std::optional<at::Tensor>& conf_weight,
                             const std::optional<at::Tensor>& conf_bias,
-                            const std::optional<at::Tensor>& teacher_tokens);
+                            const std::optional<at::Tensor>& teacher_tokens,
+                            int64_t topk = 0);
+
+// markov_sample_topk's topk, refused unless >= 1 (make_markov_args then checks <= V).
+int64_t checked_topk(int64_t topk);
+
+using MarkovTopkOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// (draft_tokens, candidate logits, candidate ids, draft_lse, confidence_logits).
+inline MarkovTopkOutputs topk_outputs(const MarkovArgs& a) {
+  return {a.tokens, a.logits, a.ids, a.lse, a.conf};
+}
 
 }  // namespace dspark

@@ -7,6 +7,7 @@
 #include <torch/extension.h>
 
 #include "core/philox.h"
+#include "cuda_input_errors.h"
 #include "verify_args.h"
 
 #ifndef DSPARK_VERSION
@@ -48,6 +49,17 @@ std::vector<uint32_t> philox_words(int64_t seed, int64_t offset, int64_t positio
 
 }  // namespace
 
+// The CUDA input-error word of `device` (cuda_input_errors.h); 0 in a CPU-only build.
+int64_t cuda_input_errors(int device, bool reset) {
+#ifdef DSPARK_WITH_CUDA
+  return dspark::read_cuda_input_errors(device, reset);
+#else
+  (void)device;
+  (void)reset;
+  return 0;
+#endif
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "dspark_ext native library: build info and helpers (ops live in torch.ops.dspark)";
   m.def("cuda_enabled", &cuda_enabled, "True when the CUDA kernels were compiled in");
@@ -56,6 +68,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("cpu_flags", [] { return std::string(DSPARK_CPU_FLAGS); },
         "Instruction-set flags the CPU kernels were compiled with");
   m.def("version", [] { return std::string(DSPARK_VERSION); });
+  m.def("cuda_input_errors", &cuda_input_errors, pybind11::arg("device"),
+        pybind11::arg("reset") = true,
+        "Bits of the CUDA input-error word of a device (synchronises it); reset clears it");
   m.def("set_debug_poison_outputs", &dspark::set_debug_poison_outputs,
         "Tests: fill op outputs with a sentinel before the kernel runs, so unwritten elements "
         "are caught", py::arg("on"));

@@ -12,4 +12,13 @@ TORCH_LIBRARY_FRAGMENT(dspark, m) {
       "Tensor temperature, Tensor seed, Tensor offset, str head, Tensor? hidden, "
       "Tensor? head_weight, Tensor? head_bias, Tensor? conf_weight, Tensor? conf_bias, "
       "Tensor? teacher_tokens) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Top-k Markov correction (core/markov_topk.h): the bias only for each position's topk
+  // largest base logits, every other logit -inf. Outputs: (draft_tokens int64 [B, K],
+  // candidate logits [B, K, topk] (dtype of base_logits), candidate ids int64 [B, K, topk],
+  // draft_lse float32 [B, K], confidence_logits float32 [B, K] or [B, 0]).
+  m.def(
+      "markov_sample_topk(Tensor base_logits, Tensor anchor_tokens, Tensor w1, Tensor w2, "
+      "Tensor temperature, Tensor seed, Tensor offset, str head, Tensor? hidden, "
+      "Tensor? head_weight, Tensor? head_bias, Tensor? conf_weight, Tensor? conf_bias, "
+      "Tensor? teacher_tokens, int topk) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }

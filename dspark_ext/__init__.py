@@ -38,7 +38,8 @@ _compat.install()  # old module paths (dspark_ext.reference_markov, ...) stay im
 from . import ops  # noqa: F401, E402  (op wrappers and fake kernels for torch.compile)
 from . import calibration, scheduler  # noqa: F401, E402
 from .calibration import apply_sts, fit_sts  # noqa: E402
-from .ops import MarkovResult, VerifyResult, markov_sample, rejection_sample, verify_greedy  # noqa: E402,E501
+from .ops import (MarkovResult, MarkovTopkResult, VerifyResult, check_cuda_inputs,  # noqa: E402
+                  markov_sample, rejection_sample, verify_greedy)
 from .scheduler import (AsyncScheduler, ScheduleResult, SPSProfile, schedule_capacity,
                         schedule_causal, schedule_global, schedule_prefix)
 from .decoding import (FixedLength, GenerationOutput, Scheduled, SpeculativeDecoder,
@@ -77,7 +78,8 @@ def __getattr__(name):
 __all__ = ["ContextUpdate", "DraftBlock", "Drafter", "DSparkConfig", "DSparkDrafter",
            "FixedLength", "GenerationOutput", "HFTarget", "KVCache", "ModelDrafter",
            "NgramDrafter", "Scheduled", "SpeculativeDecoder", "StaticThreshold", "Target",
-           "TorchTarget", "MarkovResult", "VerifyResult", "build_info", "markov_sample", "rejection_sample",
+           "TorchTarget", "MarkovResult", "MarkovTopkResult", "VerifyResult", "build_info",
+           "markov_sample", "rejection_sample", "check_cuda_inputs",
            "verify_greedy", "AsyncScheduler", "ScheduleResult", "SPSProfile", "apply_sts",
            "fit_sts", "schedule_capacity", "schedule_causal", "schedule_global",
            "schedule_prefix"]

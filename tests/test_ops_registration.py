@@ -53,7 +53,48 @@ OPCHECK_CASES = {
         torch.ops.dspark.rejection_sample_ragged.default,
         (*ragged_args()[:2], None, ragged_args()[3], 3, torch.ones(3), torch.arange(3),
          torch.zeros(3, dtype=torch.int64), True, torch.softmax(ragged_args()[2], -1))),
+    # Engine dtypes and the opt-in inputs (issue 20): int32 indices, vLLM's inclusive
+    # offsets [B], float64 logits, a caller-given draft_lse.
+    "verify_greedy_ragged_int32_inclusive": lambda: (
+        torch.ops.dspark.verify_greedy_ragged.default,
+        (ragged_args()[0], ragged_args()[1].int(), ragged_args()[3][1:].int(), 3, True)),
+    "rejection_sample_int32_float64": lambda: (
+        torch.ops.dspark.rejection_sample.default,
+        (padded_args()[0].double(), padded_args()[1].int(), padded_args()[2].double(),
+         padded_args()[3], padded_args()[4].int(), padded_args()[5].int(),
+         torch.tensor([4, 2, 0], dtype=torch.int32), False)),
+    "rejection_sample_draft_lse": lambda: (
+        torch.ops.dspark.rejection_sample.default,
+        padded_args() + (None, True, None, lse_of(padded_args()[2], padded_args()[3]))),
+    "rejection_sample_ragged_inclusive_lse": lambda: (
+        torch.ops.dspark.rejection_sample_ragged.default,
+        (*ragged_args()[:3], ragged_args()[3][1:].int(), 3, torch.ones(3), torch.arange(3),
+         torch.zeros(3, dtype=torch.int32), False, None,
+         torch.logsumexp(ragged_args()[2], -1), None, True)),
+    "rejection_sample_sparse_rows": lambda: (
+        torch.ops.dspark.rejection_sample.default,
+        (padded_args()[0], padded_args()[1], padded_args()[2][..., :6].contiguous(),
+         *padded_args()[3:], None, False, None, None,
+         torch.sort(padded_args()[1][..., None] + torch.arange(6), -1).values % 37)),
+    "markov_sample_topk": lambda: (torch.ops.dspark.markov_sample_topk.default,
+                                   markov_args() + (5,)),
 }
+
+
+def markov_args():
+    """A small vanilla-head markov_sample call (op argument order)."""
+    g = torch.Generator().manual_seed(2)
+    v, r = 37, 4
+    return (torch.randn(3, 4, v, generator=g), torch.tensor([0, 5, 36]),
+            torch.randn(v, r, generator=g), torch.randn(v, r, generator=g), torch.ones(3),
+            torch.arange(3), torch.zeros(3, dtype=torch.int64), "vanilla", None, None, None,
+            None, None, None)
+
+
+def lse_of(draft_logits, temp):
+    """float32 logsumexp(d / T) per draft row (T = 0 rows: at scale 1, never read)."""
+    t = torch.where(temp > 0, temp, torch.ones_like(temp)).view(-1, 1, 1)
+    return torch.logsumexp(draft_logits / t, -1)
 
 
 def probs_of_args(dtype=torch.float32):
@@ -100,6 +141,20 @@ def test_compile_ragged_fullgraph(draft):
                                            cu_num_draft=cu, max_num_draft=3, **kw).out_tokens
 
     assert torch.equal(torch.compile(step, fullgraph=True)(t, x, d, cu), step(t, x, d, cu))
+
+
+def test_compile_fullgraph_engine_inputs():
+    """int32 ids, inclusive offsets and draft_lse trace and run under fullgraph."""
+    t, x, d, cu = ragged_args()
+    lse = torch.logsumexp(d, -1)
+
+    def step(t, x, d, cu, lse):
+        return dspark_ext.rejection_sample(t, x, d, 1.0, torch.arange(3), 0, cu_num_draft=cu,
+                                           max_num_draft=3, cu_inclusive=True,
+                                           draft_lse=lse).out_tokens
+
+    args = (t, x.int(), d, cu[1:].int(), lse)
+    assert torch.equal(torch.compile(step, fullgraph=True)(*args), step(*args))
 
 
 def test_compile_fullgraph_draft_probs_padded():

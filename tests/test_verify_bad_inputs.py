@@ -33,10 +33,12 @@ def sample(t, x, d, **kw):
 @pytest.mark.parametrize("draft", ["draft_logits", "draft_probs"])
 @pytest.mark.parametrize("bad,match", [
     (lambda t, x, d: (t[0], x, d), "target_logits must be 3-D"),
-    (lambda t, x, d: (t.double(), x, d.double()), "target_logits must be float32, bfloat16 or float16"),
+    (lambda t, x, d: (t.int(), x, d.int()),
+     "target_logits must be float32, bfloat16, float16 or float64"),
     (lambda t, x, d: (t, x[:, :-1], d), r"draft_tokens must be \[B, K\]"),
     (lambda t, x, d: (t, x[:-1], d), r"draft_tokens must be \[B, K\]"),
-    (lambda t, x, d: (t, x.int(), d), "draft_tokens must be int64"),
+    (lambda t, x, d: (t, x.short(), d), "draft_tokens must be int64 or int32"),
+    (lambda t, x, d: (t, x.float(), d), "draft_tokens must be int64 or int32"),
     (lambda t, x, d: (t, x, d[:, :, :-1]), r"{draft} must be \[B, K, V\]"),
     (lambda t, x, d: (t, x, d[:, :-1]), r"{draft} must be \[B, K, V\]"),
     (lambda t, x, d: (t, x, d[0]), r"{draft} must be \[B, K, V\]"),
@@ -111,8 +113,8 @@ def test_num_draft_shape_dtype():
     t, x, d = padded()
     with pytest.raises(RuntimeError, match="num_draft must have 3 elements"):
         sample(t, x, d, num_draft=torch.tensor([1, 1]))
-    with pytest.raises(RuntimeError, match="num_draft must be Long"):
-        sample(t, x, d, num_draft=torch.tensor([1, 1, 1], dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="num_draft must be int64 or int32"):
+        sample(t, x, d, num_draft=torch.tensor([1, 1, 1], dtype=torch.int16))
 
 
 @pytest.mark.parametrize("temp", [-0.5, math.nan, math.inf, -math.inf])

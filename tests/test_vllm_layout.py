@@ -6,12 +6,11 @@ import torch
 from dspark_ext.integrations.vllm import layout as L
 
 
-def test_offsets_and_counts():
-    cu = L.ragged_offsets(torch.tensor([2, 2, 5], dtype=torch.int32))
-    assert cu.dtype == torch.int64 and cu.tolist() == [0, 2, 2, 5]
-    counts = L.draft_counts(cu)
-    assert counts.tolist() == [2, 0, 3]
-    assert L.ragged_offsets(torch.zeros(0, dtype=torch.int32)).tolist() == [0]
+def test_counts():
+    counts = L.draft_counts(torch.tensor([2, 2, 5], dtype=torch.int32))
+    assert counts.dtype == torch.int64 and counts.tolist() == [2, 0, 3]
+    assert L.draft_counts(torch.tensor([4])).tolist() == [4]
+    assert L.draft_counts(torch.zeros(0, dtype=torch.int32)).tolist() == []
     rows = L.expand_to_rows(torch.tensor([7.0, 8.0, 9.0]), counts, 5)
     assert rows.tolist() == [7.0, 7.0, 9.0, 9.0, 9.0]
 

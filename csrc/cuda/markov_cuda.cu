@@ -22,6 +22,15 @@ namespace {
 using markov::StepParams;
 using markov::TilePartial;
 
+// Dynamic shared memory a block of the current device may opt into.
+size_t device_smem_limit() {
+  int device = 0, limit = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&device));
+  C10_CUDA_CHECK(
+      cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return static_cast<size_t>(limit);
+}
+
 template <typename scalar_t, typename w_t>
 void run_markov(MarkovArgs& a) {
   StepParams<scalar_t, w_t> p;
@@ -30,18 +39,8 @@ void run_markov(MarkovArgs& a) {
   p.base_sk = a.base.stride(1);
   p.w2 = a.w2.const_data_ptr<w_t>();
   p.z = a.logits.data_ptr<scalar_t>();
-  p.temperature = a.temperature.const_data_ptr<float>();
-  p.seed = a.seed.const_data_ptr<int64_t>();
-  p.offset = a.offset.const_data_ptr<int64_t>();
-  p.anchor = a.anchor.const_data_ptr<int64_t>();
-  p.tokens = a.tokens.data_ptr<int64_t>();
-  p.lse = a.lse.data_ptr<float>();
-  p.batch = a.batch;
-  p.steps = a.steps;
-  p.vocab = a.vocab;
-  p.rank = a.rank;
+  p.set_rows(a);
   p.tiles = (a.vocab + markov::kTileV - 1) / markov::kTileV;
-  p.teacher = a.teacher.has_value();
   TORCH_CHECK(a.batch <= std::numeric_limits<int32_t>::max() &&
                   p.tiles <= std::numeric_limits<int32_t>::max(),
               "markov_sample: batch or vocabulary too large for the CUDA grid");
@@ -49,16 +48,21 @@ void run_markov(MarkovArgs& a) {
       {static_cast<int64_t>(a.batch * p.tiles * sizeof(TilePartial))},
       a.base.options().dtype(at::kByte));
   p.parts = reinterpret_cast<TilePartial*>(parts.data_ptr());
-  const size_t smem = markov::tile_smem_bytes(a.rank);
-  C10_CUDA_CHECK(cudaFuncSetAttribute(markov::markov_tile_kernel<scalar_t, w_t>,
-                                      cudaFuncAttributeMaxDynamicSharedMemorySize,
+  const markov::TilePlan plan = markov::choose_tile_plan(a.rank, device_smem_limit());
+  TORCH_CHECK(plan != markov::TilePlan::kTooLarge, "markov_sample: Markov rank r = ", a.rank,
+              " needs ", markov::tile_smem_bytes(a.rank, false), " bytes of shared memory per "
+              "block, more than this device allows");
+  const bool stage_u = plan == markov::TilePlan::kStageU;
+  const size_t smem = markov::tile_smem_bytes(a.rank, stage_u);
+  auto* kernel = stage_u ? markov::markov_tile_kernel<scalar_t, w_t, true>
+                         : markov::markov_tile_kernel<scalar_t, w_t, false>;
+  C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       static_cast<int>(smem)));
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   run_markov_steps(a, [&](const at::Tensor& u, int64_t k) {
     p.u = u.const_data_ptr<float>();
     p.k = k;
-    markov::markov_tile_kernel<scalar_t, w_t>
-        <<<static_cast<unsigned int>(p.tiles), markov::kThreads, smem, stream>>>(p);
+    kernel<<<static_cast<unsigned int>(p.tiles), markov::kThreads, smem, stream>>>(p);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     markov::markov_finish_kernel<scalar_t, w_t>
         <<<static_cast<unsigned int>(p.batch), markov::kFinishThreads, 0, stream>>>(p);

@@ -23,19 +23,16 @@
 #include <c10/util/Half.h>
 
 #include "../core/markov_math.h"
+#include "../markov_args.h"
 #include "block_reduce.cuh"
+#include "markov_plan.h"
 #include "vec_load.cuh"
 
 namespace dspark {
 namespace cuda {
 namespace markov {
 
-constexpr int kThreads = 256;
-constexpr int kTileV = 64;          // vocabulary lanes per CTA (16 groups of 4)
-constexpr int kGroups = kTileV / 4;
-constexpr int kRowChunk = 2 * (kThreads / kGroups);  // 32 rows: 2 per thread
-constexpr int kTileStride = kTileV + 4;              // float4-aligned, fewer bank conflicts
-constexpr int kChunkStride = kRowChunk + 2;          // float2-aligned
+// kThreads, kTileV, kRowChunk and the strides: markov_plan.h.
 constexpr int kFinishThreads = 256;
 
 struct TilePartial {
@@ -43,22 +40,43 @@ struct TilePartial {
   int64_t index;
 };
 
-template <typename scalar_t, typename w_t>
-struct StepParams {
-  const scalar_t* base;  // row b, position k at base + b * base_sb + k * base_sk
-  int64_t base_sb, base_sk;
-  const float* u;   // [B, r]
-  const w_t* w2;    // [V, r]
-  scalar_t* z;      // [B, K, V]
+// The per-row inputs and outputs of every Markov step kernel (dense and top-k).
+struct RowIO {
   const float* temperature;
   const int64_t* seed;
   const int64_t* offset;
   const int64_t* anchor;
   int64_t* tokens;  // [B, K]
   float* lse;       // [B, K]
-  TilePartial* parts;  // [B, tiles]
-  int64_t batch, steps, vocab, rank, k, tiles;
+  const float* u;   // [B, r], this step's
+  int64_t batch, steps, vocab, rank, k;
   bool teacher;
+
+  void set_rows(MarkovArgs& a) {  // host
+    temperature = a.temperature.const_data_ptr<float>();
+    seed = a.seed.const_data_ptr<int64_t>();
+    offset = a.offset.const_data_ptr<int64_t>();
+    anchor = a.anchor.const_data_ptr<int64_t>();
+    tokens = a.tokens.data_ptr<int64_t>();
+    lse = a.lse.data_ptr<float>();
+    u = nullptr;
+    batch = a.batch;
+    steps = a.steps;
+    vocab = a.vocab;
+    rank = a.rank;
+    k = 0;
+    teacher = a.teacher.has_value();
+  }
+};
+
+template <typename scalar_t, typename w_t>
+struct StepParams : RowIO {
+  const scalar_t* base;  // row b, position k at base + b * base_sb + k * base_sk
+  int64_t base_sb, base_sk;
+  const w_t* w2;    // [V, r]
+  scalar_t* z;      // [B, K, V]
+  TilePartial* parts;  // [B, tiles]
+  int64_t tiles;
 };
 
 __device__ __forceinline__ float w_to_float(const float* p) { return __ldg(p); }
@@ -80,16 +98,13 @@ __device__ __forceinline__ float store_z(c10::Half* out, float z) {
   return __half2float(h);
 }
 
-inline size_t tile_smem_bytes(int64_t rank) {
-  return static_cast<size_t>(rank) * (kTileStride + kChunkStride) * sizeof(float);
-}
-
-template <typename scalar_t, typename w_t>
+// kStageU: the chunk's u vectors in shared memory (markov_plan.h); else read from global.
+template <typename scalar_t, typename w_t, bool kStageU>
 __global__ void __launch_bounds__(kThreads)
     markov_tile_kernel(const StepParams<scalar_t, w_t> p) {
   extern __shared__ float4 smem4[];
   float* w2s = reinterpret_cast<float*>(smem4);  // [r][kTileStride]
-  float* us = w2s + p.rank * kTileStride;         // [r][kChunkStride]
+  float* us = w2s + p.rank * kTileStride;         // [r][kChunkStride] (kStageU only)
   const int tid = static_cast<int>(threadIdx.x);
   const int64_t tile = blockIdx.x;
   const int64_t v0 = tile * kTileV;
@@ -106,16 +121,28 @@ __global__ void __launch_bounds__(kThreads)
 
   for (int64_t rc = 0; rc < p.batch; rc += kRowChunk) {
     __syncthreads();  // previous chunk's readers are done with us (and w2s is complete)
-    for (int64_t idx = tid; idx < kRowChunk * r; idx += kThreads) {
-      const int64_t rr = idx / r, i = idx - rr * r;
-      const int64_t row = rc + rr;
-      us[i * kChunkStride + rr] = (row < p.batch) ? p.u[row * r + i] : 0.0f;
+    if constexpr (kStageU) {
+      for (int64_t idx = tid; idx < kRowChunk * r; idx += kThreads) {
+        const int64_t rr = idx / r, i = idx - rr * r;
+        const int64_t row = rc + rr;
+        us[i * kChunkStride + rr] = (row < p.batch) ? p.u[row * r + i] : 0.0f;
+      }
+      __syncthreads();
     }
-    __syncthreads();
+    // This thread's two rows of the chunk (u from global memory when not staged).
+    const int64_t row0 = rc + 2 * rg;
+    const float* u0 = p.u + (row0 < p.batch ? row0 : 0) * r;
+    const float* u1 = p.u + (row0 + 1 < p.batch ? row0 + 1 : 0) * r;
     float acc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
     for (int64_t i = 0; i < r; ++i) {
       const float4 w = *reinterpret_cast<const float4*>(w2s + i * kTileStride + 4 * g);
-      const float2 uv = *reinterpret_cast<const float2*>(us + i * kChunkStride + 2 * rg);
+      float2 uv;
+      if constexpr (kStageU) {
+        uv = *reinterpret_cast<const float2*>(us + i * kChunkStride + 2 * rg);
+      } else {
+        // Rows past the batch multiply row 0's u; their results are never written.
+        uv = make_float2(__ldg(u0 + i), __ldg(u1 + i));
+      }
       acc[0][0] = fma_f(w.x, uv.x, acc[0][0]);
       acc[0][1] = fma_f(w.y, uv.x, acc[0][1]);
       acc[0][2] = fma_f(w.z, uv.x, acc[0][2]);

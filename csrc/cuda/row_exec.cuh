@@ -26,7 +26,8 @@ struct CudaRowExec {
   const scalar_t* draft;  // nullptr: one-hot drafts
   int64_t draft_sk;
   bool draft_probs;       // draft rows hold probabilities
-  const int64_t* tokens;
+  const float* draft_lse; // the caller's natural-log lse per draft row, or nullptr
+  IndexArray tokens;
   int64_t tokens_sk;
   int64_t vocab_;
   // This request's outputs.
@@ -46,8 +47,9 @@ struct CudaRowExec {
     ex.draft = pb.draft != nullptr ? pb.draft_row(b, 0) : nullptr;
     ex.draft_sk = pb.draft_sk;
     ex.draft_probs = pb.draft_probs;
-    ex.tokens = pb.ragged() ? pb.draft_tokens + pb.ragged_start(b) * pb.tokens_sk
-                            : pb.draft_tokens + b * pb.tokens_sb;
+    ex.draft_lse = pb.draft_lse != nullptr ? pb.draft_lse + pb.flag_index(b, 0) : nullptr;
+    ex.tokens = pb.draft_tokens.shifted(pb.ragged() ? pb.ragged_start(b) * pb.tokens_sk
+                                                    : b * pb.tokens_sb);
     ex.tokens_sk = pb.tokens_sk;
     ex.vocab_ = pb.vocab;
     ex.out_tokens = pb.out_tokens + b * (pb.max_draft + 1);
@@ -78,9 +80,13 @@ struct CudaRowExec {
   __device__ LsePair row_lses(int64_t k, float scale) {
     const float lse_t = block_row_lse<kThreads>(target_row(k), vocab_, scale, *scratch);
     // Draft probabilities need no log-sum-exp (broadcast values: the block stays uniform).
-    const float lse_d = (draft != nullptr && !draft_probs)
-                            ? block_row_lse<kThreads>(draft_row(k), vocab_, scale, *scratch)
-                            : 0.0f;
+    // A caller-given draft_lse (markov_sample's) replaces the draft row's pass.
+    const bool draft_logits = draft != nullptr && !draft_probs;
+    const float lse_d =
+        !draft_logits ? 0.0f
+        : draft_lse != nullptr
+            ? draft_lse[k] * kLog2e
+            : block_row_lse<kThreads>(draft_row(k), vocab_, scale, *scratch);
     return LsePair{lse_t, lse_d};
   }
   __device__ float residual_mass(int64_t k, float scale, float w, float lse_t, float lse_d,

@@ -15,6 +15,7 @@
 #include <torch/library.h>
 
 #include "verify_kernel.cuh"
+#include "../cuda_input_errors.h"
 #include "../verify_args.h"
 #include "block_reduce.cuh"
 
@@ -37,13 +38,70 @@ __global__ void __launch_bounds__(kThreads, kMinBlocksPerSm)
   verify_request<scalar_t, kThreads>(pb, static_cast<int64_t>(blockIdx.x), scratch);
 }
 
+// Sparse draft rows (draft_ids) are written out densely by a kernel of their own first: the
+// verification kernel reads its inputs through the read-only cache, so it cannot write them.
+// One CTA per draft row (padded: b * K + k; ragged: the flattened row t).
+constexpr int kDensifyThreads = 256;
+
+template <typename scalar_t>
+__global__ void __launch_bounds__(kDensifyThreads)
+    densify_draft_kernel(const VerifyProblem<scalar_t> pb, scalar_t* dense) {
+  const int64_t row = blockIdx.x;
+  const scalar_t* values;
+  IndexArray ids;
+  if (pb.ragged()) {
+    values = pb.draft + row * pb.draft_sk;
+    ids = pb.draft_ids.shifted(row * pb.ids_sk);
+  } else {
+    const int64_t b = row / pb.max_draft, k = row % pb.max_draft;
+    values = pb.draft_row(b, k);
+    ids = pb.ids_row(b, k);
+  }
+  scalar_t* out = dense + row * pb.vocab;
+  const scalar_t fill = sparse_draft_fill<scalar_t>(pb.draft_probs);
+  for (int64_t v = threadIdx.x; v < pb.vocab; v += kDensifyThreads) out[v] = fill;
+  __syncthreads();
+  scatter_sparse_draft(values, ids, pb.draft_width, pb.vocab, out,
+                       static_cast<int64_t>(threadIdx.x), int64_t{kDensifyThreads});
+}
+
+// The problem with its sparse draft rows replaced by dense ones in `workspace` (kept alive by
+// the caller until the verification kernel has been queued).
+template <typename scalar_t>
+VerifyProblem<scalar_t> densified(VerifyProblem<scalar_t> pb, const at::Tensor& target,
+                                  at::Tensor& workspace, cudaStream_t stream) {
+  const int64_t rows = pb.ragged() ? pb.num_tokens : pb.batch * pb.max_draft;
+  TORCH_CHECK(rows <= std::numeric_limits<int32_t>::max(), "dspark: ", rows,
+              " sparse draft rows exceed the CUDA grid limit");
+  workspace = at::empty({rows, pb.vocab}, target.options());
+  scalar_t* dense = workspace.data_ptr<scalar_t>();
+  if (rows > 0) {
+    densify_draft_kernel<scalar_t>
+        <<<static_cast<unsigned int>(rows), kDensifyThreads, 0, stream>>>(pb, dense);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  pb.draft = dense;
+  pb.draft_ids = IndexArray{};
+  pb.draft_width = pb.vocab;
+  if (pb.ragged()) {
+    pb.draft_sk = pb.vocab;
+  } else {
+    pb.draft_sb = pb.max_draft * pb.vocab;
+    pb.draft_sk = pb.vocab;
+  }
+  return pb;
+}
+
 template <typename scalar_t>
 void launch_verify(VerifyArgs& args) {
-  const VerifyProblem<scalar_t> pb = make_problem<scalar_t>(args);
+  VerifyProblem<scalar_t> pb = make_problem<scalar_t>(args);
   if (pb.batch == 0) return;  // a zero-sized grid is a launch error
   TORCH_CHECK(pb.batch <= std::numeric_limits<int32_t>::max(), "dspark: batch of ", pb.batch,
               " requests exceeds the CUDA grid limit");
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  at::Tensor workspace;
+  if (pb.sparse_draft() && pb.draft != nullptr) pb = densified(pb, args.target, workspace, stream);
+  pb.error_word = cuda_input_error_word(args.target.get_device());
   verify_rows_kernel<scalar_t>
       <<<static_cast<unsigned int>(pb.batch), kThreads, 0, stream>>>(pb);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -75,11 +133,12 @@ VerifyOutputs verify_greedy_cuda(const at::Tensor& target_logits, const at::Tens
 
 VerifyOutputs verify_greedy_ragged_cuda(const at::Tensor& target_logits,
                                         const at::Tensor& draft_tokens,
-                                        const at::Tensor& cu_num_draft, int64_t max_num_draft) {
+                                        const at::Tensor& cu_num_draft, int64_t max_num_draft,
+                                        bool cu_inclusive) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
   return dispatch(make_ragged_args("verify_greedy_ragged", target_logits, draft_tokens,
                                    DraftInput{}, cu_num_draft, max_num_draft, std::nullopt,
-                                   std::nullopt, std::nullopt, false));
+                                   std::nullopt, std::nullopt, false, cu_inclusive));
 }
 
 VerifyOutputs rejection_sample_cuda(const at::Tensor& target_logits,
@@ -88,11 +147,14 @@ VerifyOutputs rejection_sample_cuda(const at::Tensor& target_logits,
                                     const at::Tensor& temperature, const at::Tensor& seed,
                                     const at::Tensor& offset,
                                     const std::optional<at::Tensor>& num_draft, bool block,
-                                    const std::optional<at::Tensor>& draft_probs) {
+                                    const std::optional<at::Tensor>& draft_probs,
+                                   const std::optional<at::Tensor>& draft_lse,
+                                   const std::optional<at::Tensor>& draft_ids) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
   return dispatch(make_padded_args("rejection_sample", target_logits, draft_tokens,
                                    DraftInput::of("rejection_sample", draft_logits, draft_probs),
-                                   num_draft, temperature, seed, offset, block));
+                                   num_draft, temperature, seed, offset, block, draft_lse,
+                                   draft_ids));
 }
 
 VerifyOutputs rejection_sample_ragged_cuda(const at::Tensor& target_logits,
@@ -101,12 +163,16 @@ VerifyOutputs rejection_sample_ragged_cuda(const at::Tensor& target_logits,
                                            const at::Tensor& cu_num_draft, int64_t max_num_draft,
                                            const at::Tensor& temperature, const at::Tensor& seed,
                                            const at::Tensor& offset, bool block,
-                                           const std::optional<at::Tensor>& draft_probs) {
+                                           const std::optional<at::Tensor>& draft_probs,
+                                          const std::optional<at::Tensor>& draft_lse,
+                                          const std::optional<at::Tensor>& draft_ids,
+                                          bool cu_inclusive) {
   const c10::cuda::OptionalCUDAGuard guard(cuda_device_of(target_logits));
   return dispatch(make_ragged_args(
       "rejection_sample_ragged", target_logits, draft_tokens,
       DraftInput::of("rejection_sample_ragged", draft_logits, draft_probs), cu_num_draft,
-      max_num_draft, temperature, seed, offset, block));
+      max_num_draft, temperature, seed, offset, block, cu_inclusive, draft_lse,
+      draft_ids));
 }
 
 }  // namespace

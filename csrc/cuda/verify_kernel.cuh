@@ -45,18 +45,26 @@ __device__ __forceinline__ void write_padding(const VerifyProblem<scalar_t>& pb,
 
 // Verifies request b with the whole block. Every branch here depends only on values all
 // threads read alike, so the block stays uniform and each thread reaches each barrier.
-// A request with invalid values (ragged offsets, num_draft out of [0, K], draft ids outside
-// [0, V), temperature < 0 or non-finite) gets accepted = num_emitted = 0 and only padding
-// (-1 tokens, untested flags); nothing is read out of bounds for it.
+// A request with invalid values (ragged offsets or their ends, num_draft out of [0, K],
+// draft ids outside [0, V), temperature < 0 or non-finite) gets accepted = num_emitted = 0
+// and only padding (-1 tokens, untested flags), nothing is read out of bounds for it, and
+// the check's bit is set in the device's input-error word (core/verify_problem.h).
 template <typename scalar_t, int kThreads>
 __device__ __forceinline__ void verify_request(const VerifyProblem<scalar_t>& pb, int64_t b,
                                                ReduceScratch& scratch) {
   write_padding<scalar_t, kThreads>(pb, b);
-  const int64_t num_draft = pb.row_num_draft(b);
-  if (num_draft < 0 || !draft_ids_valid<scalar_t, kThreads>(pb, b, num_draft)) {
+  const bool ends_ok = pb.ragged_ends_ok();
+  const int64_t num_draft = ends_ok ? pb.row_num_draft(b) : -1;
+  int error = !ends_ok ? kInputErrorRaggedEnds : (num_draft < 0 ? kInputErrorCounts : 0);
+  if (error == 0 && !draft_ids_valid<scalar_t, kThreads>(pb, b, num_draft)) {
+    error = kInputErrorDraftIds;
+  }
+  if (error == 0 && !temperature_ok(pb.row_temperature(b))) error = kInputErrorTemperature;
+  if (error != 0) {
     if (threadIdx.x == 0) {
       pb.accepted[b] = 0;
       pb.num_emitted[b] = 0;
+      if (pb.error_word != nullptr) atomicOr(pb.error_word, error);
     }
     return;
   }
@@ -64,8 +72,8 @@ __device__ __forceinline__ void verify_request(const VerifyProblem<scalar_t>& pb
   RowParams rp;
   rp.num_draft = num_draft;
   rp.temperature = pb.row_temperature(b);
-  rp.seed = pb.seed != nullptr ? pb.seed[b] : 0;
-  rp.offset = pb.offset != nullptr ? pb.offset[b] : 0;
+  rp.seed = pb.row_seed(b);
+  rp.offset = pb.row_offset(b);
   verify_row(ex, rp, pb.block_method);  // invalid temperatures: finish(0, 0) in there
 }
 

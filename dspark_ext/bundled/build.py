@@ -116,8 +116,11 @@ def regenerate_data(work: str, per_file: int = 3, prompt_tokens: int = 128,
     tok = load_tokenizer(os.path.join(work, "tokenizer"))
     corpus = corpus if corpus is not None else collect()
     prompts = def_prompts(corpus, corpus.train, tok, per_file, prompt_tokens)
+    from . import fast_drafter_dtype
+    # bfloat16 where the CPU has bfloat16 units; elsewhere it is emulated and ~5x slower than
+    # float32 (measured on an AVX2-only EPYC), so the continuations are generated in float32.
     target = AutoModelForCausalLM.from_pretrained(os.path.join(work, "target", "final"),
-                                                  dtype=torch.bfloat16).eval()
+                                                  dtype=fast_drafter_dtype(torch.float32)).eval()
     for i, t in enumerate(REGEN_TEMPERATURES):
         path = os.path.join(work, "data", f"regen_T{t:g}.jsonl")
         if os.path.isfile(path):

@@ -58,5 +58,6 @@ def verify_drafts(logits: Tensor, drafts: Tensor, block: DraftBlock, num_draft: 
     q = None if block.draft_logits is None else block.draft_logits[:, : drafts.shape[1]]
     if q is not None and q.dtype != logits.dtype:  # e.g. a bf16 drafter next to an fp32 target
         q = q.to(logits.dtype)
+    ids = None if q is None or block.draft_ids is None else block.draft_ids[:, : drafts.shape[1]]
     return rejection_sample(logits, drafts, q, temperature, seed, offset, num_draft,
-                            method=method)
+                            method=method, draft_ids=ids)

@@ -113,6 +113,9 @@ class DraftBlock(NamedTuple):
     hidden:            [B, K, d] the drafter's last hidden states of the block, or None.
     num_valid:         int64 [B] or None: row b proposes only ``draft_tokens[b, :num_valid[b]]``
                        (an n-gram drafter without a match proposes nothing); None = all K.
+    draft_ids:         int64 [B, K, W] or None: ``draft_logits`` is then [B, K, W] and its
+                       column j is vocabulary id ``draft_ids[b, k, j]``, every other id at logit
+                       -inf (a top-k Markov correction's candidates); None = dense [B, K, V].
     """
 
     draft_tokens: Tensor
@@ -121,6 +124,7 @@ class DraftBlock(NamedTuple):
     confidence_logits: Optional[Tensor] = None
     hidden: Optional[Tensor] = None
     num_valid: Optional[Tensor] = None
+    draft_ids: Optional[Tensor] = None
 
 
 @runtime_checkable

@@ -13,14 +13,16 @@ Importing this package registers the fake kernels (the C++ extension registers t
 """
 from .. import _C  # noqa: F401  (the ops must exist before their fake kernels register)
 from . import markov_fake, schedule_fake, verify_fake  # noqa: F401
+from .input_errors import check_cuda_inputs, cuda_input_errors
 from .linear import small_linear
-from .markov import MarkovResult, markov_sample
+from .markov import MarkovResult, MarkovTopkResult, markov_sample
 from .sampling import DRAFT_OFFSET_SHIFT, MAX_OFFSET, draft_offset, sample_draft, sample_target
 from .schedule import (ScheduleResult, schedule_capacity, schedule_causal, schedule_global,
                        schedule_prefix)
 from .verify import VerifyResult, rejection_sample, verify_greedy
 
-__all__ = ["DRAFT_OFFSET_SHIFT", "MAX_OFFSET", "MarkovResult", "ScheduleResult", "VerifyResult",
+__all__ = ["DRAFT_OFFSET_SHIFT", "MAX_OFFSET", "MarkovResult", "MarkovTopkResult",
+           "ScheduleResult", "VerifyResult", "check_cuda_inputs", "cuda_input_errors",
            "draft_offset", "markov_sample", "rejection_sample", "sample_draft", "sample_target",
            "schedule_capacity", "schedule_causal", "schedule_global", "schedule_prefix",
            "small_linear", "verify_greedy"]

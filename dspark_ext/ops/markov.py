@@ -32,6 +32,27 @@ class MarkovResult(NamedTuple):
     confidence_logits: Optional[torch.Tensor]
 
 
+class MarkovTopkResult(NamedTuple):
+    """Outputs of :func:`markov_sample` with ``topk=k`` (the top-k Markov correction).
+
+    draft_tokens:      int64 [B, K], as :class:`MarkovResult` (always a candidate id).
+    draft_logits:      [B, K, k] in the dtype of base_logits: z_k of the candidates; every
+                       other vocabulary id has logit -inf.
+    draft_ids:         int64 [B, K, k]: the candidates' vocabulary ids (base logit
+                       descending, ties to the lower id). ``rejection_sample(...,
+                       draft_logits=out.draft_logits, draft_ids=out.draft_ids)`` verifies
+                       against exactly this truncated law.
+    draft_lse:         float32 [B, K], log-sum-exp of the candidates' z_k / T.
+    confidence_logits: as :class:`MarkovResult`.
+    """
+
+    draft_tokens: torch.Tensor
+    draft_logits: torch.Tensor
+    draft_ids: torch.Tensor
+    draft_lse: torch.Tensor
+    confidence_logits: Optional[torch.Tensor]
+
+
 def markov_sample(
     base_logits: torch.Tensor,
     anchor_tokens: torch.Tensor,
@@ -50,7 +71,8 @@ def markov_sample(
     conf_weight: Optional[torch.Tensor] = None,
     conf_bias: Optional[torch.Tensor] = None,
     teacher_tokens: Optional[torch.Tensor] = None,
-) -> MarkovResult:
+    topk: Optional[int] = None,
+) -> Union[MarkovResult, MarkovTopkResult]:
     """Sample K draft tokens left to right with a DSpark Markov head, in one op (design §4).
 
     For k = 0..K-1, with x_{-1} = ``anchor_tokens`` and e_k = W1[x_{k-1}]:
@@ -78,7 +100,15 @@ def markov_sample(
     ``teacher_tokens`` int64 [B, K]: teacher-forced block mode (the training path): x_k is
     given instead of sampled; the outputs equal those of the sampling mode that drew them.
 
-    Returns :class:`MarkovResult`. Tokens are identical on CPU and CUDA for the same seeds
+    ``topk=k`` (vLLM's ``dspark_draft_topk``): the bias is computed only for the k largest
+    base logits of each position and every other logit is -inf, so a step reads k rows of W2
+    instead of V; the drafts are drawn from that truncated law (the same Philox lanes as the
+    dense path: ``topk=V`` gives the dense tokens) and :class:`MarkovTopkResult` returns the
+    candidates' logits and ids, which verification reads through ``draft_ids``. On CUDA the
+    candidates come from ``torch.topk``, which may break an exact tie at the k-th place
+    differently from the CPU (the law verified is always the one the drafts were drawn from).
+
+    Returns :class:`MarkovResult` (:class:`MarkovTopkResult` with ``topk``). Tokens are identical on CPU and CUDA for the same seeds
     except where two perturbed keys agree to float32 rounding of the bias accumulation (the
     executors sum the r products in different orders). On CUDA, value errors that the CPU op
     raises for (anchor outside [0, V), negative or non-finite temperature) give token -1 at
@@ -100,6 +130,14 @@ def markov_sample(
     temperature = per_row(temperature, batch, torch.float32, device, "temperature")
     seed = per_row_seed(seed, batch, device)
     offset = per_row(offset, batch, torch.int64, device, "offset")
+    if topk is not None:
+        if isinstance(topk, bool) or not isinstance(topk, int):
+            raise TypeError(f"topk must be an int or None, got {type(topk).__name__}")
+        tokens, logits, ids, lse, conf = torch.ops.dspark.markov_sample_topk(
+            base_logits, anchor_tokens, w1, w2, temperature, seed, offset, head, hidden,
+            head_weight, head_bias, conf_weight, conf_bias, teacher_tokens, topk)
+        return MarkovTopkResult(tokens, logits, ids, lse,
+                                conf if conf_weight is not None else None)
     tokens, logits, lse, conf = torch.ops.dspark.markov_sample(
         base_logits, anchor_tokens, w1, w2, temperature, seed, offset, head, hidden,
         head_weight, head_bias, conf_weight, conf_bias, teacher_tokens)

@@ -43,15 +43,21 @@ def _method_flag(method: str) -> bool:
     return method == "block"
 
 
-def _batch_size(target_logits: torch.Tensor, cu_num_draft: Optional[torch.Tensor]) -> int:
+def _batch_size(target_logits: torch.Tensor, cu_num_draft: Optional[torch.Tensor],
+                cu_inclusive: bool = False) -> int:
     if cu_num_draft is not None:
-        return max(cu_num_draft.shape[0] - 1, 0) if cu_num_draft.dim() == 1 else 0
+        if cu_num_draft.dim() != 1:
+            return 0
+        return cu_num_draft.shape[0] if cu_inclusive else max(cu_num_draft.shape[0] - 1, 0)
     return target_logits.shape[0] if target_logits.dim() >= 1 else 0
 
 
-def _ragged_max(cu_num_draft: torch.Tensor, max_num_draft: Optional[int]) -> int:
+def _ragged_max(cu_num_draft: torch.Tensor, max_num_draft: Optional[int],
+                cu_inclusive: bool = False) -> int:
     if max_num_draft is not None:
         return int(max_num_draft)
+    if cu_inclusive:
+        cu_num_draft = torch.cat([cu_num_draft.new_zeros(1), cu_num_draft])
     if cu_num_draft.numel() <= 1:
         return 0
     # Reads the offsets on the host (a device sync on CUDA): pass max_num_draft to avoid it.
@@ -65,14 +71,17 @@ def verify_greedy(
     *,
     cu_num_draft: Optional[torch.Tensor] = None,
     max_num_draft: Optional[int] = None,
+    cu_inclusive: bool = False,
 ) -> VerifyResult:
     """Greedy verification (design §3.1): accept draft k while it equals argmax of target row k.
 
-    Padded layout: ``target_logits`` [B, K+1, V] (float32/bfloat16/float16, vocabulary dim
-    contiguous), ``draft_tokens`` int64 [B, K], optional ``num_draft`` int64 [B] (<= K,
-    defaults to K). Ragged layout (pass ``cu_num_draft`` int64 [B+1]): ``target_logits``
-    [T+B, V], ``draft_tokens`` [T]; ``max_num_draft`` sets the width of ``out_tokens`` (read
-    from the offsets when omitted, which synchronises a CUDA device).
+    Padded layout: ``target_logits`` [B, K+1, V] (float32/bfloat16/float16, and float64 on
+    the CPU; vocabulary dim contiguous), ``draft_tokens`` [B, K], optional ``num_draft`` [B]
+    (<= K, defaults to K). Ragged layout (pass ``cu_num_draft`` [B+1], leading 0):
+    ``target_logits`` [T+B, V], ``draft_tokens`` [T]; ``cu_inclusive=True`` takes vLLM's
+    ``cu_num_draft_tokens`` [B] (inclusive cumulative counts, no leading 0) instead;
+    ``max_num_draft`` sets the width of ``out_tokens`` (read from the offsets when omitted,
+    which synchronises a CUDA device). Index tensors are int64 or int32, read as given.
 
     >>> res = verify_greedy(logits, drafts)            # logits [B, K+1, V], drafts [B, K]
     >>> res.out_tokens[b, : res.num_emitted[b]]        # tokens to append for request b
@@ -81,7 +90,8 @@ def verify_greedy(
         if num_draft is not None:
             raise ValueError("pass either num_draft (padded) or cu_num_draft (ragged), not both")
         out = torch.ops.dspark.verify_greedy_ragged(
-            target_logits, draft_tokens, cu_num_draft, _ragged_max(cu_num_draft, max_num_draft))
+            target_logits, draft_tokens, cu_num_draft,
+            _ragged_max(cu_num_draft, max_num_draft, cu_inclusive), cu_inclusive)
     else:
         out = torch.ops.dspark.verify_greedy(target_logits, draft_tokens, num_draft)
     return VerifyResult(*out)
@@ -100,13 +110,17 @@ def rejection_sample(
     cu_num_draft: Optional[torch.Tensor] = None,
     max_num_draft: Optional[int] = None,
     draft_probs: Optional[torch.Tensor] = None,
+    draft_lse: Optional[torch.Tensor] = None,
+    draft_ids: Optional[torch.Tensor] = None,
+    cu_inclusive: bool = False,
 ) -> VerifyResult:
     """Lossless speculative verification from logits (design §3.2 token-wise, §3.3 block).
 
     ``temperature`` float32 [B] (or a float): 0 makes a row greedy, so one batch may mix
-    greedy and sampled rows. ``seed`` / ``offset`` int64 [B] key the counter-based Philox
-    streams (an int ``seed`` gives row r the seed ``seed + r``; an int ``offset`` is shared);
-    advance ``offset`` every step whatever was accepted. The draft law q comes from one of:
+    greedy and sampled rows. ``seed`` / ``offset`` int64 or int32 [B] key the counter-based
+    Philox streams (an int ``seed`` gives row r the seed ``seed + r``; an int ``offset`` is
+    shared); advance ``offset`` every step whatever was accepted. The draft law q comes from
+    one of:
 
     * ``draft_logits`` [B, K, V] (ragged: [T, V]): the drafter's logits; the op computes
       q = softmax(draft_logits / T) at the row's temperature;
@@ -118,6 +132,16 @@ def rejection_sample(
       the draft token).
 
     Draft rows have the dtype of ``target_logits`` and a contiguous vocabulary dimension.
+    ``draft_lse`` (keyword, only with ``draft_logits``; opt-in): float32 [B, K] (ragged: [T]),
+    ``logsumexp(draft_logits.float() / T, -1)`` per draft row at the row's temperature, e.g.
+    :func:`markov_sample`'s ``draft_lse`` at the same temperatures. It replaces the op's own
+    pass over each draft row (about a third of the op's time); the op trusts it, and a wrong
+    value silently changes the law, so pass only an lse computed from these very rows.
+    ``draft_ids`` (keyword, int64 or int32, the shape of the draft rows ``[B, K, W]`` / ``[T,
+    W]``, W <= V): sparse draft rows, column j standing for vocabulary id ``draft_ids[..., j]``
+    and every other id at logit -inf (probability 0): :func:`markov_sample`'s top-k
+    ``draft_ids``, or a reduced draft vocabulary's map ``d2t`` as a broadcast view
+    (``d2t.expand(B, K, -1)``). The ids of a row must be distinct (the CPU op checks).
     ``method`` is ``"token"`` (Leviathan/Chen rejection sampling) or ``"block"`` (block
     verification: accepts at least as many tokens in expectation). Layouts as in
     :func:`verify_greedy`. The softmax, the residual and the correction/bonus sampling
@@ -137,7 +161,7 @@ def rejection_sample(
             raise TypeError(f"rejection_sample: {name} must be a tensor or None, got "
                             f"{type(value).__name__}")
     device = target_logits.device
-    batch = _batch_size(target_logits, cu_num_draft)
+    batch = _batch_size(target_logits, cu_num_draft, cu_inclusive)
     temperature = per_row(temperature, batch, torch.float32, device, "temperature")
     seed = per_row_seed(seed, batch, device)
     offset = per_row(offset, batch, torch.int64, device, "offset")
@@ -146,10 +170,11 @@ def rejection_sample(
             raise ValueError("pass either num_draft (padded) or cu_num_draft (ragged), not both")
         out = torch.ops.dspark.rejection_sample_ragged(
             target_logits, draft_tokens, draft_logits, cu_num_draft,
-            _ragged_max(cu_num_draft, max_num_draft), temperature, seed, offset, block,
-            draft_probs=draft_probs)
+            _ragged_max(cu_num_draft, max_num_draft, cu_inclusive), temperature, seed, offset,
+            block, draft_probs=draft_probs, draft_lse=draft_lse, draft_ids=draft_ids,
+            cu_inclusive=cu_inclusive)
     else:
         out = torch.ops.dspark.rejection_sample(
             target_logits, draft_tokens, draft_logits, temperature, seed, offset, num_draft,
-            block, draft_probs=draft_probs)
+            block, draft_probs=draft_probs, draft_lse=draft_lse, draft_ids=draft_ids)
     return VerifyResult(*out)

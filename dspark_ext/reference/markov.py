@@ -17,6 +17,12 @@ stream as the kernels (purpose ``PURPOSE_DRAFT``, position k, lane v), or ``argm
 T = 0 (lowest index on ties, -1 when every logit is masked; a -1 token gives a zero embedding
 next). The native op accumulates in float32, so tokens agree except where the two largest keys
 are within float32 rounding: ``margin`` reports that gap per position.
+
+Top-k Markov correction (``topk=k``, vLLM's ``dspark_draft_topk``): at each position the
+candidates are the k largest base logits (ties to the lower vocabulary id, NaN as -inf), the
+bias is added to those only and every other logit is -inf; everything else is the dense law
+above on that truncated z (same Philox lanes, so ``topk=V`` is the dense path). The outputs
+are the candidates' z and their ids, in candidate order (base logit descending).
 """
 from __future__ import annotations
 
@@ -43,6 +49,16 @@ class MarkovReference(NamedTuple):
     choice: Tensor             # int64 [B, K]: the sampler's arg-max at each position (equals
                                # draft_tokens except in teacher-forced mode)
     keys: Optional[Tensor] = None  # [B, K, V] sampling keys (only with return_keys=True)
+    draft_ids: Optional[Tensor] = None  # int64 [B, K, k] candidate ids (topk=k; draft_logits
+                                        # is then [B, K, k], the candidates' z)
+
+
+def topk_candidates(base: Tensor, topk: int) -> Tensor:
+    """int64 [..., topk]: the ``topk`` largest entries' ids along the last dim, largest first,
+    ties to the lower id, NaN ranked as -inf."""
+    b = base.float()
+    b = torch.where(torch.isnan(b), torch.full_like(b, _NEG_INF), b)
+    return torch.sort(b, dim=-1, descending=True, stable=True).indices[..., :topk]
 
 
 def row_modes(temperature: Tensor):
@@ -115,12 +131,14 @@ def markov_sample(
     teacher_tokens: Optional[Tensor] = None,
     dtype: torch.dtype = torch.float64,
     return_keys: bool = False,
+    topk: Optional[int] = None,
 ) -> MarkovReference:
     """Reference of ``torch.ops.dspark.markov_sample`` (same arguments, CPU tensors or not).
 
     ``head_weight`` / ``head_bias`` are the gated head's ``gate_proj`` or the rnn head's
     ``joint_proj``. With ``teacher_tokens`` [B, K] (teacher-forced block mode) the previous
     tokens are given and nothing is sampled; the tokens returned are the teacher tokens.
+    ``topk``: the top-k Markov correction (module docstring).
     """
     if head not in ("vanilla", "gated", "rnn"):
         raise ValueError(f"head must be vanilla, gated or rnn, got {head!r}")
@@ -145,6 +163,7 @@ def markov_sample(
     choice = torch.empty(B, K, dtype=torch.int64)
     conf = None if wc is None else torch.empty(B, K, dtype=torch.float64)
     all_keys = torch.empty(B, K, V, dtype=torch.float64) if return_keys else None
+    cand_ids = None if topk is None else topk_candidates(base, topk)  # [B, K, topk]
 
     x = anchor_tokens.detach().cpu().to(torch.int64)
     state = torch.zeros(B, r, dtype=dtype)
@@ -163,7 +182,14 @@ def markov_sample(
         if wc is not None:
             feat = torch.cat([h[:, k], e], dim=1) if wc.numel() == h.shape[2] + r else h[:, k]
             conf[:, k] = (feat @ wc + bc).to(torch.float64)
-        z = (base[:, k].to(dtype) + u @ w2.T).to(base.dtype)  # rounded as the op writes it
+        if cand_ids is None:
+            z = (base[:, k].to(dtype) + u @ w2.T).to(base.dtype)  # rounded as the op writes it
+        else:  # the bias of the candidates only; every other logit -inf
+            c = cand_ids[:, k]
+            at_c = base[:, k].gather(1, c).to(dtype)
+            at_c = torch.where(torch.isnan(at_c), torch.full_like(at_c, _NEG_INF), at_c)
+            zc = at_c + torch.einsum("br,bjr->bj", u, w2[c])
+            z = torch.full((B, V), _NEG_INF, dtype=base.dtype).scatter(1, c, zc.to(base.dtype))
         logits[:, k] = z
         keys, s = draft_keys(z, temperature, seed, offset, k)
         lse[:, k] = _lse(s)
@@ -173,4 +199,6 @@ def markov_sample(
             all_keys[:, k] = keys
         tokens[:, k] = tok if teacher is None else teacher[:, k]
         x = tokens[:, k]
-    return MarkovReference(tokens, logits, lse, conf, margin, choice, all_keys)
+    if cand_ids is not None:
+        logits = logits.gather(2, cand_ids)
+    return MarkovReference(tokens, logits, lse, conf, margin, choice, all_keys, cand_ids)

@@ -357,6 +357,22 @@ def _draft_rows(draft_logits, draft_probs):
     return (draft_logits, False) if draft_probs is None else (draft_probs, True)
 
 
+def densify_draft_rows(rows: Optional[Tensor], draft_ids: Optional[Tensor], vocab: int,
+                       probs: bool) -> Optional[Tensor]:
+    """Draft rows over a subset of the vocabulary (``rows [..., W]``, ``draft_ids [..., W]``:
+    entry j of a row is vocabulary id ``draft_ids[..., j]``, e.g. top-k Markov candidates or
+    a reduced draft vocabulary's map) as the dense rows ``[..., V]`` they stand for: every
+    other id has logit -inf (probability 0). Without ``draft_ids`` the rows are returned as
+    they are."""
+    if draft_ids is None or rows is None:
+        return rows
+    rows = torch.as_tensor(rows).detach().cpu()
+    ids = torch.as_tensor(draft_ids).detach().cpu().to(torch.int64).expand(rows.shape)
+    fill = 0.0 if probs else -math.inf
+    dense = torch.full((*rows.shape[:-1], vocab), fill, dtype=rows.dtype)
+    return dense.scatter(-1, ids, rows)
+
+
 def _padded(target_logits, draft_tokens, draft_logits, num_draft, params, method, dtype,
             draft_probs=None):
     draft_rows, probs = _draft_rows(draft_logits, draft_probs)
@@ -437,6 +453,7 @@ def rejection_sample(
     dtype: torch.dtype = torch.float64,
     *,
     draft_probs: Optional[Tensor] = None,
+    draft_ids: Optional[Tensor] = None,
 ) -> VerifyResult:
     """Token-wise (design §3.2) or block (§3.3) verification, padded layout.
 
@@ -444,10 +461,14 @@ def rejection_sample(
     (one-hot drafts), per-row temperature / seed / offset ``[B]`` (temperature 0 = greedy
     row), optional ``num_draft [B]``. ``method`` is ``"token"`` or ``"block"``.
     ``draft_probs`` ``[B, K, V]`` (instead of draft logits) gives q itself, read as
-    :func:`draft_probs_law` says.
+    :func:`draft_probs_law` says. ``draft_ids`` ``[B, K, W]``: the draft rows ``[B, K, W]``
+    cover those vocabulary ids only (:func:`densify_draft_rows`).
     """
     _check_method(method)
     params = lambda batch: _row_params(temperature, seed, offset, batch)  # noqa: E731
+    vocab = torch.as_tensor(target_logits).shape[-1]
+    draft_logits = densify_draft_rows(draft_logits, draft_ids, vocab, False)
+    draft_probs = densify_draft_rows(draft_probs, draft_ids, vocab, True)
     return _padded(target_logits, draft_tokens, draft_logits, num_draft, params, method, dtype,
                    draft_probs)
 
@@ -465,10 +486,15 @@ def rejection_sample_ragged(
     dtype: torch.dtype = torch.float64,
     *,
     draft_probs: Optional[Tensor] = None,
+    draft_ids: Optional[Tensor] = None,
 ) -> VerifyResult:
     """:func:`rejection_sample` in the ragged layout (target ``[T+B, V]``, drafts ``[T]`` /
-    ``[T, V]``, ``cu_num_draft [B+1]``); out_tokens is ``[B, max_num_draft+1]``."""
+    ``[T, V]`` (``[T, W]`` with ``draft_ids [T, W]``), ``cu_num_draft [B+1]``); out_tokens is
+    ``[B, max_num_draft+1]``."""
     _check_method(method)
     params = lambda batch: _row_params(temperature, seed, offset, batch)  # noqa: E731
+    vocab = torch.as_tensor(target_logits).shape[-1]
+    draft_logits = densify_draft_rows(draft_logits, draft_ids, vocab, False)
+    draft_probs = densify_draft_rows(draft_probs, draft_ids, vocab, True)
     return _ragged(target_logits, draft_tokens, draft_logits, cu_num_draft, max_num_draft,
                    params, method, dtype, draft_probs)

@@ -14,6 +14,7 @@
 #include "core/verify_math.h"
 #include "core/verify_row.h"
 #include "cpu/philox_simd.h"
+#include "cuda/markov_plan.h"
 #include "check.h"
 
 int g_failures = 0;
@@ -225,7 +226,25 @@ void test_invalid_rows_emit_nothing() {
 
 }  // namespace
 
+// The dense Markov kernel's shared-memory plan (cuda/markov_plan.h): r = 512 stages u on an
+// H100/H200 (227 KiB per block) but not on an A100 (163 KiB), where it reads u from global
+// memory; r = 256 stages everywhere; a rank too large for even the W2 tile is refused.
+void test_markov_tile_plan() {
+  using dspark::cuda::markov::choose_tile_plan;
+  using dspark::cuda::markov::TilePlan;
+  using dspark::cuda::markov::tile_smem_bytes;
+  const size_t sm80 = 163 * 1024, sm90 = 227 * 1024;
+  CHECK(tile_smem_bytes(512, true) == 512u * (68 + 34) * 4);
+  CHECK(tile_smem_bytes(512, false) == 512u * 68 * 4);
+  CHECK(choose_tile_plan(512, sm90) == TilePlan::kStageU);
+  CHECK(choose_tile_plan(512, sm80) == TilePlan::kGlobalU);
+  CHECK(choose_tile_plan(256, sm80) == TilePlan::kStageU);
+  CHECK(choose_tile_plan(512, 100 * 1024) == TilePlan::kTooLarge);
+  CHECK(choose_tile_plan(1, 48 * 1024) == TilePlan::kStageU);
+}
+
 int main() {
+  test_markov_tile_plan();
   test_philox_known_answers();
   test_stream_layout();
   test_simd_philox_matches_scalar();

@@ -347,3 +347,24 @@ def test_registration_and_switch(monkeypatch):
     register()
     register()  # idempotent
     assert vrs.RejectionSampler is DsparkRejectionSampler
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_vllm_metadata_reaches_the_ops_without_conversion(greedy):
+    """vLLM's int32 draft ids and inclusive cumulative counts and its float32 draft
+    probabilities go to dspark's ops as they are (issue 20): the plugin's verification step
+    runs no conversion or concatenation of its inputs; what remains is the int64 -> int32 copy
+    of the [B, K + 1] output vLLM wants back."""
+    from dspark_ext.integrations.vllm.sampler import verify
+    b = Batch(onehot=False, n=50)
+    temperature = torch.zeros_like(b.temperature) if greedy else b.temperature
+    md = sampling_metadata(temperature)
+    assert b.metadata.draft_token_ids.dtype == torch.int32
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out = verify(b.metadata, b.draft_probs, b.logits, md)
+    names = [e.name for e in prof.events()]
+    copies = [n for n in names if n in ("aten::_to_copy", "aten::copy_", "aten::cat",
+                                        "aten::contiguous", "aten::clone")]
+    assert copies.count("aten::_to_copy") == 1 and out.dtype == torch.int32, copies
+    assert "aten::cat" not in copies and "aten::clone" not in copies, copies
+    assert any("dspark::" in n for n in names), names

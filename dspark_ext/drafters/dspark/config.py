@@ -26,7 +26,11 @@ _ACTIVATIONS = ("silu", "gelu", "gelu_pytorch_tanh", "relu")
 
 # Keys whose meaning DSparkConfig owns; everything else round-trips through ``extra``.
 _ROPE_KEYS = ("rope_parameters", "rope_theta", "rope_scaling")
-_OPTIONAL_KEYS = ("markov_head_type", "confidence_head_with_markov", "head_dim", "architectures")
+_OPTIONAL_KEYS = ("markov_head_type", "confidence_head_with_markov", "head_dim", "architectures",
+                  "markov_topk")
+# vLLM's older name of markov_topk (its speculative config's dspark_draft_topk, also read from
+# the drafter's config); kept under that name when a config came with it.
+_LEGACY_TOPK_KEY = "dspark_draft_topk"
 
 
 @dataclass
@@ -64,6 +68,10 @@ class DSparkConfig:
     markov_head_type: Optional[str] = None
     enable_confidence_head: bool = False
     confidence_head_with_markov: bool = False
+    # Top-k Markov correction (vLLM's markov_topk / dspark_draft_topk): the Markov bias only
+    # for each position's markov_topk largest base logits, every other logit -inf. None or 0:
+    # the dense correction over the whole vocabulary.
+    markov_topk: Optional[int] = None
     architectures: List[str] = field(default_factory=lambda: ["Qwen3DSparkModel"])
     extra: Dict[str, Any] = field(default_factory=dict)
     # How the source spelled RoPE ({"rope_parameters": {...}} or {"rope_theta", "rope_scaling"}),
@@ -148,6 +156,13 @@ class DSparkConfig:
         if self.markov_rank > 0 and self.markov_head_type not in HEAD_TYPES:
             raise ConfigError(f"markov_head_type must be one of {HEAD_TYPES}, got "
                               f"{self.markov_head_type!r}")
+        if self.markov_topk is not None and self.markov_topk != 0:
+            if self.markov_rank == 0:
+                raise ConfigError("markov_topk requires a Markov head (markov_rank > 0): it "
+                                  "limits the Markov correction to the top-k base logits")
+            if not 1 <= self.markov_topk <= self.vocab_size:
+                raise ConfigError(f"markov_topk must lie in [1, vocab_size = {self.vocab_size}] "
+                                  f"(0 or None: the dense correction), got {self.markov_topk}")
         if self.confidence_head_with_markov and self.enable_confidence_head \
                 and self.markov_rank == 0:
             raise ConfigError("confidence_head_with_markov requires markov_rank > 0 (the "
@@ -157,6 +172,11 @@ class DSparkConfig:
     @property
     def has_markov_head(self) -> bool:
         return self.markov_rank > 0
+
+    @property
+    def draft_topk(self) -> Optional[int]:
+        """The top-k of the Markov correction, or None for the dense one."""
+        return self.markov_topk if self.has_markov_head and self.markov_topk else None
 
     @property
     def confidence_uses_markov(self) -> bool:
@@ -187,6 +207,8 @@ class DSparkConfig:
         if missing:
             raise ConfigError(f"config is missing required field(s) {missing}")
         kwargs.setdefault("num_key_value_heads", kwargs["num_attention_heads"])
+        if "markov_topk" not in data and data.get(_LEGACY_TOPK_KEY) is not None:
+            kwargs["markov_topk"] = data[_LEGACY_TOPK_KEY]
         kwargs.update(_read_rope(data))
         kwargs = {k: _coerce(k, v) for k, v in kwargs.items()}
         extra = {k: copy.deepcopy(v) for k, v in data.items()
@@ -215,6 +237,10 @@ class DSparkConfig:
         for key in ("head_dim", "architectures"):
             if key not in present:
                 out.pop(key)
+        if _LEGACY_TOPK_KEY in out and "markov_topk" not in present:
+            out[_LEGACY_TOPK_KEY] = out.pop("markov_topk")  # written back under its own name
+        elif self.markov_topk is None and "markov_topk" not in present:
+            out.pop("markov_topk")
         out.update(_write_rope(self))
         return out
 
@@ -278,7 +304,7 @@ def _require_positive(cfg: DSparkConfig, name: str) -> None:
 _INT_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_attention_heads",
                "num_key_value_heads", "num_hidden_layers", "num_target_layers", "block_size",
                "mask_token_id", "head_dim", "max_position_embeddings", "num_anchors",
-               "markov_rank")
+               "markov_rank", "markov_topk")
 _BOOL_FIELDS = ("attention_bias", "tie_word_embeddings", "enable_confidence_head",
                 "confidence_head_with_markov")
 _FLOAT_FIELDS = ("rms_norm_eps", "rope_theta", "rope_factor", "initializer_range")

@@ -311,10 +311,11 @@ class DSparkDrafter(nn.Module):
             needs_hidden = head != "vanilla" or self.confidence_head is not None
             with phase("markov"):  # reported apart from the backbone in profiles
                 out = markov_sample(base, anchor, w1, w2, temperature, seed, offset,
-                                    hidden=hidden if needs_hidden else None, **kwargs)
+                                    hidden=hidden if needs_hidden else None,
+                                    topk=self.config.draft_topk, **kwargs)
             return DraftBlock(draft_tokens=out.draft_tokens, draft_logits=out.draft_logits,
                               base_logits=base, confidence_logits=out.confidence_logits,
-                              hidden=hidden)
+                              hidden=hidden, draft_ids=getattr(out, "draft_ids", None))
         tokens = sample_draft(base, temperature, seed, offset)
         conf = None if self.confidence_head is None else self.confidence_head(hidden)
         return DraftBlock(draft_tokens=tokens, draft_logits=base, base_logits=base,

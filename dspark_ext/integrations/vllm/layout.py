@@ -12,8 +12,9 @@ What vLLM's v1 model runner hands ``RejectionSampler.forward`` (``SpecDecodeMeta
 * ``draft_probs`` float32 ``[N, V]`` (the law each draft token was sampled from) or ``None``
   (n-gram and other deterministic drafters: one-hot drafts).
 
-dspark's ragged ops take int64 ``cu_num_draft [B + 1]`` with a leading 0 and int64 draft
-ids. vLLM's ``draft_probs`` pass straight through as the op's ``draft_probs``: they are
+dspark's ragged ops read vLLM's int32 ``cu_num_draft_tokens`` as they are (``cu_inclusive``:
+the inclusive ends [B]) and its int32 draft ids, with no conversion pass. vLLM's
+``draft_probs`` pass straight through as the op's ``draft_probs``: they are
 ``softmax(draft_logits / T)`` in float32 (``compute_probs_and_sample_next_token`` in
 ``vllm/v1/spec_decode/llm_base_proposer.py``), the law the drafts were sampled from, already
 at the request's temperature (greedy requests' rows at T = 1, which the op does not read).
@@ -28,16 +29,12 @@ import torch
 KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def ragged_offsets(cu_num_draft_tokens: torch.Tensor) -> torch.Tensor:
-    """vLLM's inclusive cumulative draft counts ``[B]`` -> dspark's ``cu_num_draft [B + 1]``
-    (int64, leading 0). On the device, without a host synchronisation."""
-    cu = cu_num_draft_tokens.to(torch.int64)
-    return torch.cat([cu.new_zeros(1), cu])
-
-
-def draft_counts(cu: torch.Tensor) -> torch.Tensor:
-    """``l_r`` int64 ``[B]`` from dspark's offsets ``[B + 1]`` (on the device)."""
-    return cu[1:] - cu[:-1]
+def draft_counts(cu_num_draft_tokens: torch.Tensor) -> torch.Tensor:
+    """``l_r`` ``[B]`` (int64) from vLLM's inclusive cumulative draft counts ``[B]``, on the
+    device, without a host synchronisation. Only the top-k / top-p masking needs them; the
+    ops read the cumulative counts themselves."""
+    return torch.diff(cu_num_draft_tokens.to(torch.int64),
+                      prepend=cu_num_draft_tokens.new_zeros(1, dtype=torch.int64))
 
 
 def expand_to_rows(per_request: torch.Tensor, counts: torch.Tensor, total: int) -> torch.Tensor:

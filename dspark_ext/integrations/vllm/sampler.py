@@ -19,7 +19,7 @@ from vllm.v1.outputs import SamplerOutput
 from vllm.v1.sample.rejection_sampler import RejectionSampler
 
 from . import fallback
-from .layout import draft_counts, draft_inputs, ragged_offsets, target_logits, vllm_output
+from .layout import draft_counts, draft_inputs, target_logits, vllm_output
 from .masking import mask_top_k_top_p, needs_masking
 from .seeds import philox_keys
 
@@ -27,23 +27,26 @@ from .seeds import philox_keys
 def verify(metadata, draft_probs, logits, sampling_metadata, step: int = 0) -> torch.Tensor:
     """vLLM's verification step on dspark's ops: ``sampled_token_ids`` int32
     ``[B, max_spec_len + 1]`` (-1 padded). ``step`` advances every call (unseeded offsets).
-    vLLM's draft probabilities go to the op as they are (``draft_probs``)."""
+    vLLM's draft probabilities go to the op as they are (``draft_probs``), and so do its int32
+    draft ids and inclusive cumulative counts (``cu_inclusive``)."""
     max_len = int(metadata.max_spec_len)
-    cu = ragged_offsets(metadata.cu_num_draft_tokens)
-    drafts = metadata.draft_token_ids.to(torch.int64)
+    cu = metadata.cu_num_draft_tokens
+    drafts = metadata.draft_token_ids
     rows = target_logits(logits)
     if sampling_metadata.all_greedy:
-        out = torch.ops.dspark.verify_greedy_ragged(rows, drafts, cu, max_len)
+        out = torch.ops.dspark.verify_greedy_ragged(rows, drafts, cu, max_len, True)
         return vllm_output(out[1])
-    counts = draft_counts(cu)
-    temperature = sampling_metadata.temperature.to(torch.float32)
+    temperature = sampling_metadata.temperature
+    if temperature.dtype != torch.float32:
+        temperature = temperature.to(torch.float32)
     if needs_masking(sampling_metadata):
-        rows, temperature = mask_top_k_top_p(rows, temperature, sampling_metadata, counts + 1)
+        rows, temperature = mask_top_k_top_p(rows, temperature, sampling_metadata,
+                                             draft_counts(cu) + 1)
     rows, probs = draft_inputs(rows, draft_probs)
-    seed, offset = philox_keys(sampling_metadata.generators, counts.shape[0], step,
-                               rows.device)
+    seed, offset = philox_keys(sampling_metadata.generators, cu.shape[0], step, rows.device)
     out = torch.ops.dspark.rejection_sample_ragged(rows, drafts, None, cu, max_len, temperature,
-                                                   seed, offset, False, draft_probs=probs)
+                                                   seed, offset, False, draft_probs=probs,
+                                                   cu_inclusive=True)
     return vllm_output(out[1])
 
 
