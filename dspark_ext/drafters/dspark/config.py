@@ -345,7 +345,8 @@ def _read_rope(data: Mapping[str, Any]) -> Dict[str, Any]:
             raise ConfigError(f"rope_scaling must be a dict or null, got {source!r}")
     if float(source.get("partial_rotary_factor", 1.0)) != 1.0:
         raise ConfigError("partial_rotary_factor != 1 (rope_parameters) is not supported")
-    rope_type = source.get("rope_type", source.get("type", "default"))
+    # Lower-cased before the factor is read: "LINEAR" is linear RoPE with its factor.
+    rope_type = str(source.get("rope_type", source.get("type", "default"))).lower()
     factor = source.get("factor", 1.0) if rope_type == "linear" else 1.0
     return {"rope_theta": theta, "rope_type": rope_type, "rope_factor": factor}
 
