@@ -8,6 +8,8 @@
 # from its last checkpoint. Then the STS fit, the per-temperature calibration (build calibrate)
 # and install.
 #   CORE=1 STEPS=700 bash scripts/continue_bundled.sh   (PRECISION=bf16|fp32 overrides the choice)
+#   DSPARK_DEFAULT_WORK=build/default2 SEED_FROM=build/default STEPS=800 LR=2e-4 PER_FILE=12 \
+#       bash scripts/continue_bundled.sh               (a second stage from the first's weights)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
@@ -25,6 +27,16 @@ print('bf16' if fast_drafter_dtype(torch.float32) == torch.bfloat16 else 'fp32')
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 run() { taskset -c "$CORE" "$PY" "$@"; }
 mkdir -p "$W"
+# SEED_FROM=DIR continues from DIR's final checkpoints (an earlier continuation's work folder)
+# instead of the bundled drafters; the rest of the folder is seeded from the package as usual.
+if [ -n "${SEED_FROM:-}" ]; then
+  for name in dspark dflash; do
+    [ -d "$W/seed/$name" ] && continue
+    src=$(run -c "from dspark_ext.bundled.build import final_checkpoint as f; print(f('$SEED_FROM/$name'))")
+    mkdir -p "$W/seed/$name"
+    cp "$src/config.json" "$src/model.safetensors" "$src/trainer.json" "$W/seed/$name/"
+  done
+fi
 run -m dspark_ext.bundled.build seed --work "$W"
 [ -f "$W/data/heldout_prompts.jsonl" ] || run -m dspark_ext.bundled.build data --work "$W"
 cmp "$W/data/heldout_prompts.jsonl" dspark_ext/bundled/models/heldout_prompts.jsonl
