@@ -22,7 +22,7 @@ from typing import List, Optional
 import torch
 from torch import Tensor, nn
 
-from ...ops.markov import markov_sample
+from ...ops.markov import MarkovTopkResult, markov_sample
 from ...profiling import phase
 from ...ops.sampling import sample_draft
 from ..base import ContextUpdate, DraftBlock, concat_ragged
@@ -315,7 +315,9 @@ class DSparkDrafter(nn.Module):
                                     topk=self.config.draft_topk, **kwargs)
             return DraftBlock(draft_tokens=out.draft_tokens, draft_logits=out.draft_logits,
                               base_logits=base, confidence_logits=out.confidence_logits,
-                              hidden=hidden, draft_ids=getattr(out, "draft_ids", None))
+                              hidden=hidden,
+                              draft_ids=out.draft_ids if isinstance(out, MarkovTopkResult)
+                              else None)
         tokens = sample_draft(base, temperature, seed, offset)
         conf = None if self.confidence_head is None else self.confidence_head(hidden)
         return DraftBlock(draft_tokens=tokens, draft_logits=base, base_logits=base,
